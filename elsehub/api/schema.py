@@ -1,0 +1,39 @@
+"""OpenAPI generation that documents each operation's roles and the contract's error bodies."""
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from elsehub.api.permissions import PUBLIC, describe_rule, required_roles
+
+
+class ErrorOutput(serializers.Serializer):
+    statusCode = serializers.IntegerField()
+    message = serializers.JSONField(help_text="A sentence, or a list of sentences for 422.")
+    error = serializers.CharField()
+
+
+class RoleAwareAutoSchema(AutoSchema):
+    def _roles(self):
+        return required_roles(self.view, self.method)
+
+    def get_description(self):
+        description = super().get_description() or ""
+        roles = f"**Roles:** {describe_rule(self._roles())}."
+        return f"{description}\n\n{roles}".strip()
+
+    def _get_response_bodies(self, direction="response"):
+        bodies = super()._get_response_bodies(direction)
+        errors = {"429": "Rate limit exceeded."}
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors["400"] = "Malformed JSON body."
+            errors["422"] = "Validation failed: one sentence per invalid field."
+        if self._roles() != PUBLIC:
+            errors["401"] = "Invalid, expired or missing token."
+            errors["403"] = "The user's role may not perform this action."
+        if "{" in self.path:
+            errors["404"] = "Resource not found."
+        for code, text in errors.items():
+            if code not in bodies:
+                bodies[code] = self._get_response_for_code(OpenApiResponse(ErrorOutput, description=text), code)
+        return bodies
