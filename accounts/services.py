@@ -136,10 +136,10 @@ def _consume_refresh(token: RefreshToken) -> None:
     Locks the outstanding-token row so that two concurrent refreshes cannot both succeed.
     """
     jti = token[jwt_settings.JTI_CLAIM]
-    outstanding = OutstandingToken.objects.select_for_update().filter(jti=jti).first()
+    outstanding = OutstandingToken.objects.select_for_update().filter(jti=jti).order_by().first()
     if outstanding is None:
         raise InvalidCredentials(_("Invalid or expired refresh token"))
-    _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+    _blacklisted, created = BlacklistedToken.objects.get_or_create(token=outstanding)
     if not created:
         raise InvalidCredentials(_("Invalid or expired refresh token"))
 

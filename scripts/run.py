@@ -40,8 +40,8 @@ def main() -> int:
 
     commands = {
         "web": [str(BIN / "daphne"), "-b", host, "-p", port, "elsehub.asgi:application"],
-        "worker": [str(BIN / "celery"), "-A", "elsehub", "worker", "-l", "INFO", "--concurrency", "2", "-n", "worker@%h"],
-        "beat": [str(BIN / "celery"), "-A", "elsehub", "beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")],
+        "worker": [str(BIN / "celery"), "-A", "elsehub", "worker", "-l", "INFO", "--concurrency", "2"],
+        "beat": [str(BIN / "celery"), "-A", "elsehub", "beat", "-l", "INFO", "-s", str(data_dir / "beat-schedule")],
     }
     processes: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -71,7 +71,7 @@ def main() -> int:
 
     for process in processes.values():
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            process.terminate()  # the main process stops its own children (Celery's pool) in order
     deadline = time.monotonic() + 15
     for process in processes.values():
         try:
