@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
@@ -58,7 +60,9 @@ class UserAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = UserChangeForm if obj else UserCreationForm
-        kwargs["fields"] = None
+        # The model fields only (the password inputs are declared on the forms); a list, not None,
+        # because the admin extends it into ``exclude`` for a view-only user.
+        kwargs["fields"] = list(_UserForm.Meta.fields)
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
@@ -86,12 +90,23 @@ class UserAdmin(admin.ModelAdmin):
             )
         else:
             saved = services.create_user(
-                name=data["name"], email=data["email"], password=data["password"], role=data["role"], is_active=data["is_active"]
+                name=data["name"],
+                email=data["email"],
+                password=data["password"],
+                role=data["role"],
+                is_active=data["is_active"],
             )
         obj.pk = saved.pk
 
     def delete_model(self, request, obj):
         services.delete_user(user=obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApplicationError as exc:  # e.g. the last active admin: a message, not a 500
+            self.message_user(request, str(exc.message), level=messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[object_id]))
 
     @admin.action(description=_("Delete selected users (history is kept)"), permissions=["delete"])
     def delete_selected_users(self, request, queryset):

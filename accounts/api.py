@@ -42,8 +42,7 @@ def _session_body(session: services.Session) -> dict:
 
 
 class PublicView(APIView):
-    """No credentials read: a stale token must not stop a login or a refresh."""
-
+    # No credentials read: a stale token in the header must not stop a login or a refresh.
     authentication_classes = ()
 
 
@@ -140,7 +139,11 @@ class UserListView(APIView):
     def post(self, request: Request) -> Response:
         data = _input(UserCreateInput, request)
         user = services.create_user(
-            name=data["name"], email=data["email"], password=data["password"], role=data["role"], is_active=data["isActive"]
+            name=data["name"],
+            email=data["email"],
+            password=data["password"],
+            role=data["role"],
+            is_active=data["isActive"],
         )
         return Response(UserOutput(user).data, status=status.HTTP_201_CREATED)
 

@@ -9,7 +9,9 @@ def list_users() -> QuerySet[User]:
 
 
 def list_online_operators() -> QuerySet[User]:
-    return User.objects.alive().filter(role=Role.OPERATOR, is_active=True, is_online=True).order_by("online_since", "name")
+    return (
+        User.objects.alive().filter(role=Role.OPERATOR, is_active=True, is_online=True).order_by("online_since", "name")
+    )
 
 
 def get_user(*, user_id) -> User:

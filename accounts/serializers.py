@@ -45,6 +45,7 @@ class PasswordField(serializers.CharField):
         kwargs.setdefault("max_length", 128)
         kwargs.setdefault("trim_whitespace", False)
         kwargs.setdefault("write_only", True)
+        kwargs.setdefault("error_messages", {"min_length": _("must be at least {min_length} characters long")})
         super().__init__(**kwargs)
 
 

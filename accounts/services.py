@@ -218,40 +218,57 @@ def register_user(*, name: str, email: str, password: str) -> User:
     return create_user(name=name, email=email, password=password, role=Role.OPERATOR)
 
 
-def _ensure_admin_remains(*, user: User) -> None:
-    """Refuse a change that would leave no active admin. Caller holds a transaction.
+def _lock_active_admins() -> set:
+    """Lock every active admin row, in primary-key order. Caller holds a transaction.
 
-    Locks every active admin row, so two admins demoting each other at once cannot both pass.
+    Taken before the target row, in a fixed order: two admins demoting each other at once then
+    queue on the same first row instead of deadlocking, and the second sees the first's change.
     """
-    admins = list(
-        User.objects.select_for_update().filter(role=Role.ADMIN, is_active=True, deleted_at__isnull=True).values_list("pk", flat=True)
+    return set(
+        User.objects.select_for_update()
+        .filter(role=Role.ADMIN, is_active=True, deleted_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    if all(pk == user.pk for pk in admins):
+
+
+def _refuse_last_admin(*, user: User, active_admins: set) -> None:
+    if not active_admins - {user.pk}:
         raise ApplicationError(
             _("This change would leave the system without an active administrator"), code="last_admin"
         )
 
 
 def _loses_admin(user: User, *, role: str | None, is_active: bool | None) -> bool:
-    return user.role == Role.ADMIN and user.is_active and ((role is not None and role != Role.ADMIN) or is_active is False)
+    demoted = role is not None and role != Role.ADMIN
+    return user.role == Role.ADMIN and user.is_active and (demoted or is_active is False)
 
 
-def check_user_change(*, user: User | None, email: str | None, role: str | None = None,
-                      is_active: bool | None = None) -> None:
+def check_user_change(
+    *, user: User | None, email: str | None, role: str | None = None, is_active: bool | None = None
+) -> None:
     """Raise the refusal that creating or updating would raise, without writing (for admin forms)."""
     if email is not None and _email_taken(normalize_email(email), exclude=user):
         _raise_email_taken()
     if user is not None and _loses_admin(user, role=role, is_active=is_active):
         with transaction.atomic():
-            _ensure_admin_remains(user=user)
+            _refuse_last_admin(user=user, active_admins=_lock_active_admins())
 
 
-def update_user(*, user: User, name: str | None = None, email: str | None = None, password: str | None = None,
-                role: str | None = None, is_active: bool | None = None) -> User:
+def update_user(
+    *,
+    user: User,
+    name: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> User:
     with transaction.atomic():
+        active_admins = _lock_active_admins()
         user = User.objects.select_for_update().get(pk=user.pk)
         if _loses_admin(user, role=role, is_active=is_active):
-            _ensure_admin_remains(user=user)
+            _refuse_last_admin(user=user, active_admins=active_admins)
         if email is not None:
             email = normalize_email(email)
             if email != user.email and _email_taken(email, exclude=user):
@@ -280,11 +297,12 @@ def update_user(*, user: User, name: str | None = None, email: str | None = None
 def delete_user(*, user: User) -> None:
     """Soft delete: the row stays so that history keeps its name; email and sessions are freed."""
     with transaction.atomic():
+        active_admins = _lock_active_admins()
         user = User.objects.select_for_update().get(pk=user.pk)
         if user.deleted_at is not None:
             return
-        if user.role == Role.ADMIN and user.is_active:
-            _ensure_admin_remains(user=user)
+        if _loses_admin(user, role=None, is_active=False):
+            _refuse_last_admin(user=user, active_admins=active_admins)
         user.former_email = user.email
         user.email = f"deleted-{user.pk}@deleted.invalid"
         user.is_active = False

@@ -56,8 +56,11 @@ def main() -> int:
     for name, command in commands.items():
         # Own session per child: Ctrl-C reaches only this supervisor, which stops them in order.
         processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    print(f"\nElsehub is running on http://{host}:{port}/  (admin: http://{host}:{port}/admin/, "
-          f"API docs: http://{host}:{port}/api/docs/). Press Ctrl-C to stop.\n", flush=True)
+    print(
+        f"\nElsehub is running on http://{host}:{port}/  (admin: http://{host}:{port}/admin/, "
+        f"API docs: http://{host}:{port}/api/docs/). Press Ctrl-C to stop.\n",
+        flush=True,
+    )
 
     exit_code = 0
     while not stopping:

@@ -16,8 +16,16 @@ from accounts.models import Role, User
 from accounts.tests.factories import tokens_for
 
 USER_KEYS = {
-    "id", "name", "email", "role", "isActive", "isOnline", "onlineSince",
-    "lastConversationAssignedAt", "createdAt", "updatedAt",
+    "id",
+    "name",
+    "email",
+    "role",
+    "isActive",
+    "isOnline",
+    "onlineSince",
+    "lastConversationAssignedAt",
+    "createdAt",
+    "updatedAt",
 }
 
 

@@ -113,14 +113,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, exceptions.NotAuthenticated):
         status_code, message = 401, str(DEFAULT_MESSAGES[401])
     elif isinstance(exc, exceptions.Throttled):
-        status_code, message = 429, _("Too many requests. Try again in %(seconds)s seconds.") % {
-            "seconds": exc.wait or 1
-        }
+        status_code, message = (
+            429,
+            _("Too many requests. Try again in %(seconds)s seconds.") % {"seconds": exc.wait or 1},
+        )
         headers["Retry-After"] = str(int(exc.wait or 1))
     elif isinstance(exc, exceptions.MethodNotAllowed):
-        status_code, message = 405, _("Method %(method)s is not allowed here") % {
-            "method": context["request"].method
-        }
+        status_code, message = 405, _("Method %(method)s is not allowed here") % {"method": context["request"].method}
     elif isinstance(exc, exceptions.APIException):
         status_code, message = exc.status_code, str(exc.detail)
     else:

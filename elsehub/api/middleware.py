@@ -68,7 +68,9 @@ class ApiRateLimitMiddleware:
         if usage is None:
             # Fail open: a cache outage must not take the whole API down (health reports it).
             return self.get_response(request)
-        reset = max(1, math.ceil(usage["time_left"]))
+        # django-ratelimit's window still includes its last second (time_left == 0): the next
+        # window starts one second after that, so a client waiting exactly this long gets through.
+        reset = max(1, math.ceil(usage["time_left"]) + 1)
         headers = {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(max(0, limit - usage["count"])),

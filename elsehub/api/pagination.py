@@ -23,7 +23,9 @@ def _parse_int(params, name: str, default: int, low: int, high: int | None, erro
         if high is None:
             errors.append(_("%(field)s must be at least %(low)s") % {"field": name, "low": low})
         else:
-            errors.append(_("%(field)s must be between %(low)s and %(high)s") % {"field": name, "low": low, "high": high})
+            errors.append(
+                _("%(field)s must be between %(low)s and %(high)s") % {"field": name, "low": low, "high": high}
+            )
     return value
 
 

@@ -1,10 +1,18 @@
 """OpenAPI generation that documents each operation's roles and the contract's error bodies."""
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from elsehub.api.permissions import PUBLIC, describe_rule, required_roles
+
+
+class BearerTokenScheme(SimpleJWTScheme):
+    """Declares the bearer access token, so that /api/docs/ offers "Authorize" for protected operations."""
+
+    target_class = "accounts.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
 
 
 class ErrorOutput(serializers.Serializer):
@@ -17,10 +25,13 @@ class RoleAwareAutoSchema(AutoSchema):
     def _roles(self):
         return required_roles(self.view, self.method)
 
-    def get_description(self):
-        description = super().get_description() or ""
-        roles = f"**Roles:** {describe_rule(self._roles())}."
-        return f"{description}\n\n{roles}".strip()
+    def get_operation(self, *args, **kwargs):
+        # Not get_description(): @extend_schema(description=...) overrides that in a subclass.
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None:
+            roles = f"**Roles:** {describe_rule(self._roles())}."
+            operation["description"] = f"{operation.get('description', '')}\n\n{roles}".strip()
+        return operation
 
     def _get_response_bodies(self, direction="response"):
         bodies = super()._get_response_bodies(direction)

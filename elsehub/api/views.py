@@ -16,7 +16,9 @@ logger = logging.getLogger(__name__)
 
 
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
-    return error_response(404, _("Route %(method)s %(path)s not found") % {"method": request.method, "path": request.path})
+    return error_response(
+        404, _("Route %(method)s %(path)s not found") % {"method": request.method, "path": request.path}
+    )
 
 
 def _database_ok() -> bool:

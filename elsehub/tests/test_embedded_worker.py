@@ -41,9 +41,7 @@ def test_embedded_worker_consumes_tasks_from_the_filesystem_queue(tmp_path):
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120
-    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     python(SEED)
     python(SEND)  # queued before any worker exists: nothing may be lost
     assert python(COUNT) == "3"
