@@ -85,3 +85,23 @@ def supervisor_client(client_for, supervisor_user):
 @pytest.fixture
 def operator_client(client_for, operator_user):
     return client_for(operator_user)
+
+
+@pytest.fixture
+def fake_provider():
+    """Both providers answered by the in-process fake (calls recorded in ``FakeProvider.calls``)."""
+    from instances.providers.fake import FakeProvider, stop_fake_provider, use_fake_provider
+
+    use_fake_provider()
+    yield FakeProvider
+    stop_fake_provider()
+
+
+@pytest.fixture
+def captured_events(monkeypatch):
+    """Realtime events sent after commit, as (event, data, groups) tuples."""
+    from elsehub import realtime
+
+    sent: list[tuple[str, dict, tuple[str, ...]]] = []
+    monkeypatch.setattr(realtime, "_send", lambda event, data, groups: sent.append((event, data, groups)))
+    return sent

@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("accounts.urls")),
+    path("api/", include("contacts.urls")),
+    path("api/", include("instances.urls")),
     # Anything else under /api/ answers in the contract's error format, never an HTML page.
     re_path(r"^api(?:/.*)?$", api_not_found),
 ]

@@ -15,6 +15,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from instances.providers.exceptions import ProviderAuthError, ProviderError
+
 logger = logging.getLogger(__name__)
 
 # Fixed reason phrases: Python's own differ between versions (422 became "Unprocessable Content").
@@ -96,8 +98,14 @@ DEFAULT_MESSAGES = {
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     headers: dict[str, str] = {}
-    if isinstance(exc, ApplicationError):
-        status_code, message = exc.status_code, str(exc.message)
+    if isinstance(exc, ProviderError):
+        # Provider failures are the caller's to read (wrong token, unreachable server, name taken):
+        # 401 for credentials the provider refused, 400 otherwise, never a 500.
+        status_code = 401 if isinstance(exc, ProviderAuthError) else 400
+        message = str(exc.message)
+    elif isinstance(exc, ApplicationError):
+        status_code = exc.status_code
+        message = [str(item) for item in exc.message] if isinstance(exc.message, list) else str(exc.message)
         if getattr(exc, "retry_after", None):
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.ParseError):

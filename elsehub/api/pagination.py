@@ -39,12 +39,12 @@ def parse_page_params(params) -> tuple[int, int]:
 
 
 class PagePagination(BasePagination):
-    """Two queries per page whatever its size: one COUNT and one LIMIT/OFFSET."""
+    """Two queries per page whatever its size: one COUNT and one LIMIT/OFFSET (or a list slice)."""
 
     def paginate_queryset(self, queryset, request, view=None):
         self.page, self.limit = parse_page_params(request.query_params)
         self.request = request
-        self.total = queryset.count()
+        self.total = len(queryset) if isinstance(queryset, list) else queryset.count()
         offset = (self.page - 1) * self.limit
         return list(queryset[offset : offset + self.limit]) if offset < self.total else []
 

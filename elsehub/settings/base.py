@@ -295,3 +295,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# ------------------------------------------------------------------------------
+# WhatsApp providers
+# ------------------------------------------------------------------------------
+# Fernet key(s) for credentials at rest; comma-separated to rotate (the first encrypts).
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY")
+DEFAULT_PHONE_REGION = env_str("DEFAULT_PHONE_REGION", "BR").upper()
+# https://developers.facebook.com/docs/graph-api/guides/versioning
+META_GRAPH_API_URL = env_str("META_GRAPH_API_URL", "https://graph.facebook.com/v23.0").rstrip("/")
+PROVIDER_CONNECT_TIMEOUT = float(env_str("PROVIDER_CONNECT_TIMEOUT", "5"))
+PROVIDER_READ_TIMEOUT = float(env_str("PROVIDER_READ_TIMEOUT", "30"))
+PROVIDER_MAX_ATTEMPTS = env_int("PROVIDER_MAX_ATTEMPTS", 3)
+PROVIDER_RETRY_BACKOFF = float(env_str("PROVIDER_RETRY_BACKOFF", "0.5"))
+PROVIDER_RETRY_MAX_WAIT = float(env_str("PROVIDER_RETRY_MAX_WAIT", "10"))

@@ -17,7 +17,10 @@ from rest_framework.views import APIView
 
 from accounts.models import Role
 from accounts.tests.factories import UserFactory, tokens_for
+from contacts.tests.factories import ContactFactory
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, RolePermission
+from instances.models import SyncJob
+from instances.tests.factories import ServiceInstanceFactory
 
 PUBLIC = "PUBLIC"
 AUTHENTICATED = "AUTHENTICATED"
@@ -43,6 +46,33 @@ EXPECTED = {
     ("PATCH", "api/users/me/toggle-online"): AUTHENTICATED,
     ("PATCH", "api/users/<uuid:user_id>"): {ADMIN},
     ("DELETE", "api/users/<uuid:user_id>"): {ADMIN},
+    # Contract section 6.
+    ("POST", "api/contacts"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/contacts"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/contacts/<uuid:contact_id>"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("PATCH", "api/contacts/<uuid:contact_id>"): {ADMIN, SUPERVISOR},
+    ("DELETE", "api/contacts/<uuid:contact_id>"): {ADMIN, SUPERVISOR},
+    ("POST", "api/contacts/import/csv"): {ADMIN, SUPERVISOR, OPERATOR},
+    # Contract section 9 and MAPPING.md: supervisors watch and pair numbers; admins own them.
+    ("POST", "api/service-instances"): {ADMIN},
+    ("GET", "api/service-instances"): {ADMIN, SUPERVISOR},
+    ("GET", "api/service-instances/orphans"): {ADMIN},
+    ("DELETE", "api/service-instances/orphans"): {ADMIN},
+    ("GET", "api/service-instances/<uuid:instance_id>"): {ADMIN, SUPERVISOR},
+    ("PATCH", "api/service-instances/<uuid:instance_id>"): {ADMIN},
+    ("DELETE", "api/service-instances/<uuid:instance_id>"): {ADMIN},
+    ("GET", "api/service-instances/<uuid:instance_id>/qrcode"): {ADMIN, SUPERVISOR},
+    ("POST", "api/service-instances/<uuid:instance_id>/connect"): {ADMIN, SUPERVISOR},
+    ("GET", "api/service-instances/<uuid:instance_id>/status"): {ADMIN, SUPERVISOR},
+    ("POST", "api/service-instances/<uuid:instance_id>/disconnect"): {ADMIN},
+    ("POST", "api/service-instances/<uuid:instance_id>/restart"): {ADMIN, SUPERVISOR},
+    ("POST", "api/service-instances/<uuid:instance_id>/recreate"): {ADMIN},
+    ("GET", "api/service-instances/<uuid:instance_id>/profile"): {ADMIN, SUPERVISOR},
+    ("GET", "api/service-instances/<uuid:instance_id>/contacts"): {ADMIN, SUPERVISOR},
+    ("GET", "api/service-instances/<uuid:instance_id>/webhook"): {ADMIN, SUPERVISOR},
+    ("POST", "api/service-instances/<uuid:instance_id>/webhook/reconfigure"): {ADMIN},
+    ("POST", "api/service-instances/<uuid:instance_id>/sync"): {ADMIN, SUPERVISOR},
+    ("GET", "api/service-instances/<uuid:instance_id>/sync/<uuid:sync_id>"): {ADMIN, SUPERVISOR},
 }
 
 # Bodies that get an allowed call past validation where the refusal under test would come later.
@@ -111,11 +141,17 @@ def test_permission_matrix_sees_nested_and_parametrised_routes():
 @pytest.mark.django_db
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(("method", "template"), sorted(EXPECTED))
-def test_permission_matrix_allows_and_refuses_each_role(method, template, caller, settings):
+def test_permission_matrix_allows_and_refuses_each_role(method, template, caller, settings, fake_provider):
     for name, value in ROW_SETTINGS.get((method, template), {}).items():
         setattr(settings, name, value)
     target = UserFactory(role=Role.OPERATOR, email="target@example.com")
-    path_values = {"user_id": str(target.pk)}
+    instance = ServiceInstanceFactory()
+    path_values = {
+        "user_id": str(target.pk),
+        "contact_id": str(ContactFactory().pk),
+        "instance_id": str(instance.pk),
+        "sync_id": str(SyncJob.objects.create(instance=instance).pk),
+    }
     # A new path parameter without a real object here fails loudly (KeyError) rather than 404ing quietly.
     url = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda match: path_values[match.group(1)], template)
 

@@ -1,0 +1,73 @@
+"""Pure functions that turn what people type into what we store: E.164 phones, CPF digits, search keys.
+
+Shared by the API serializers, the admin form, the services and the CSV import, so a number typed
+as ``(14) 99999-9999`` in one place and ``+55 14 99999-9999`` in another is the same contact.
+"""
+
+import re
+import unicodedata
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from validate_docbr import CPF
+
+from contacts.models import SEARCH_KEY_MAX_LENGTH
+
+INVALID_PHONE = _("Invalid phone number")
+INVALID_CPF = _("Invalid CPF")
+
+_CPF = CPF()
+_CPF_SHAPE = re.compile(r"\d{11}|\d{3}\.\d{3}\.\d{3}-\d{2}")
+_PHONE_QUERY = re.compile(r"[\d\s()+.\-]+")
+_NON_DIGITS = re.compile(r"\D")
+
+
+def phone_region() -> str:
+    """Region assumed for numbers typed without a country code (``DEFAULT_PHONE_REGION``)."""
+    return getattr(settings, "DEFAULT_PHONE_REGION", "BR")
+
+
+def normalize_phone(raw: str, *, region: str | None = None) -> str:
+    """``(14) 99999-9999``, ``5514999999999`` or ``+55 14 99999-9999`` -> ``+5514999999999``.
+
+    Raises ``ValidationError`` for text that is not a valid number of its country.
+    """
+    text = (raw or "").strip()
+    if not text or len(text) > 32:
+        raise ValidationError(INVALID_PHONE, code="invalid_phone")
+    try:
+        number = phonenumbers.parse(text, region or phone_region())
+    except phonenumbers.NumberParseException:
+        raise ValidationError(INVALID_PHONE, code="invalid_phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(INVALID_PHONE, code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_cpf(raw: str | None) -> str:
+    """``123.456.789-09`` or ``12345678909`` -> ``12345678909``; empty stays empty.
+
+    validate-docbr alone would pad a short number with zeros and accept it, hence the shape check.
+    """
+    text = (raw or "").strip()
+    if not text:
+        return ""
+    if not _CPF_SHAPE.fullmatch(text) or not _CPF.validate(text):
+        raise ValidationError(INVALID_CPF, code="invalid_cpf")
+    return _NON_DIGITS.sub("", text)
+
+
+def search_key(text: str) -> str:
+    """Lowercase, accents dropped, spaces collapsed: ``"  JOÃO  da Silva"`` -> ``"joao da silva"``."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(stripped.casefold().split())[:SEARCH_KEY_MAX_LENGTH]
+
+
+def phone_query_digits(term: str) -> str:
+    """The digits of a search term that looks like (part of) a phone number, else ``""``."""
+    if not _PHONE_QUERY.fullmatch(term):
+        return ""
+    return _NON_DIGITS.sub("", term)
