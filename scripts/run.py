@@ -38,7 +38,22 @@ def main() -> int:
         _manage(env, "collectstatic", "--noinput", "-v", "0")
     _manage(env, "ensure_admin")
 
-    commands = {
+    demo = env.get("DEMO", "true").lower() in {"1", "true", "yes", "on"}
+    sim_port = env.get("SIMULATOR_PORT", "8081")
+    env.setdefault("SIMULATOR_URL", f"http://127.0.0.1:{sim_port}")
+    commands = {}
+    if demo:
+        # The provider simulator stands in for WhatsApp: a demo number that pairs itself.
+        commands["simulator"] = [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "simulate_provider",
+            "--port",
+            sim_port,
+            "--auto-scan",
+            "2",
+        ]
+    commands |= {
         "web": [str(BIN / "daphne"), "-b", host, "-p", port, "elsehub.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "elsehub", "worker", "-l", "INFO", "--concurrency", "2"],
         "beat": [str(BIN / "celery"), "-A", "elsehub", "beat", "-l", "INFO", "-s", str(data_dir / "beat-schedule")],
@@ -56,6 +71,11 @@ def main() -> int:
     for name, command in commands.items():
         # Own session per child: Ctrl-C reaches only this supervisor, which stops them in order.
         processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    if demo:
+        try:
+            _manage(env, "ensure_demo_instance")
+        except subprocess.CalledProcessError:
+            print("The demo number could not be prepared; the console runs without it.", file=sys.stderr)
     print(
         f"\nElsehub is running on http://{host}:{port}/  (admin: http://{host}:{port}/admin/, "
         f"API docs: http://{host}:{port}/api/docs/). Press Ctrl-C to stop.\n",
