@@ -2,7 +2,7 @@
 
 Events go to Channels groups once the surrounding transaction commits, so that no client ever
 hears of a change that was rolled back. Group names: ``supervisors``, ``user.<id>``,
-``instance.<id>``, ``conversation.<id>``.
+``instance.<id>``, ``conversation.<id>``, ``queue.<instance id>``.
 """
 
 import logging
@@ -20,6 +20,19 @@ SUPERVISORS = "supervisors"
 
 def instance_group(instance_id) -> str:
     return f"instance.{instance_id}"
+
+
+def user_group(user_id) -> str:
+    return f"user.{user_id}"
+
+
+def conversation_group(conversation_id) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def queue_group(instance_id) -> str:
+    """Operators allowed on a number's queue listen here for conversations nobody has taken."""
+    return f"queue.{instance_id}"
 
 
 def _send(event: str, data: dict[str, Any], groups: tuple[str, ...]) -> None:

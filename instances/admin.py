@@ -42,7 +42,7 @@ class ServiceInstanceForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if not self.instance._state.adding:  # the UUID default gives a new instance a pk already
             for key, value in masked_credentials(self.instance.credentials).items():
                 if key in self.fields and key not in SECRET_FIELDS:
                     self.fields[key].initial = value
@@ -61,7 +61,7 @@ class ServiceInstanceForm(forms.ModelForm):
             return data
         # The provider call happens here so that a refusal shows on the form, not as an error page.
         try:
-            if self.instance.pk:
+            if not self.instance._state.adding:
                 self.saved = services.update_instance(
                     instance=self.instance,
                     name=data["name"],

@@ -35,6 +35,9 @@ class ServiceInstance(models.Model):
     name = models.CharField(_("name"), max_length=120)
     phone = models.CharField(_("phone"), max_length=20)
     provider = models.CharField(_("provider"), max_length=20, choices=Provider.choices)
+    # The provider's own name for this number (Evolution instanceName, Meta phoneId), kept in
+    # clear and indexed so that webhooks find the instance without decrypting credentials.
+    remote_id = models.CharField(max_length=128, blank=True, db_index=True, editable=False)
     credentials_encrypted = models.TextField(editable=False)
     webhook_secret_encrypted = models.TextField(editable=False)
     webhook_secret_digest = models.CharField(max_length=64, unique=True, editable=False)
@@ -74,6 +77,7 @@ class ServiceInstance(models.Model):
 
     def set_credentials(self, credentials: dict) -> None:
         self.credentials_encrypted = crypto.encrypt_json(credentials)
+        self.remote_id = str(credentials.get("instanceName") or credentials.get("phoneId") or "")
 
     @property
     def webhook_secret(self) -> str:

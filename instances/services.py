@@ -269,6 +269,10 @@ def connect_instance(*, instance: ServiceInstance, phone_number: str | None = No
 
 def current_qrcode(*, instance: ServiceInstance) -> ServiceInstance:
     """The QR to scan: the stored one while fresh (WhatsApp rotates it every ~45 s), else a new one."""
+    adapter = adapter_for(instance)
+    if not adapter.supports_qr:
+        # Checked first: a Meta number is always "connected", which would hide the real reason.
+        raise adapter.unsupported(_("QR code connection"))
     if instance.connection_status == ConnectionStatus.CONNECTED:
         raise ApplicationError(_("The instance is already connected"), code="already_connected")
     fresh = instance.qr_updated_at and (timezone.now() - instance.qr_updated_at).total_seconds() < 40

@@ -159,6 +159,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.flush_expired_tokens",
         "schedule": timedelta(hours=6),
     },
+    # Sweepers: whatever a lost task left behind (an unprocessed webhook, an unsent message).
+    "webhooks.sweep_pending_events": {
+        "task": "webhooks.sweep_pending_events",
+        "schedule": timedelta(seconds=30),
+    },
+    "conversations.sweep_outbox": {
+        "task": "conversations.sweep_outbox",
+        "schedule": timedelta(seconds=30),
+    },
 }
 
 # ------------------------------------------------------------------------------
@@ -309,3 +318,7 @@ PROVIDER_READ_TIMEOUT = float(env_str("PROVIDER_READ_TIMEOUT", "30"))
 PROVIDER_MAX_ATTEMPTS = env_int("PROVIDER_MAX_ATTEMPTS", 3)
 PROVIDER_RETRY_BACKOFF = float(env_str("PROVIDER_RETRY_BACKOFF", "0.5"))
 PROVIDER_RETRY_MAX_WAIT = float(env_str("PROVIDER_RETRY_MAX_WAIT", "10"))
+# Meta webhooks: the app secret signs every delivery (X-Hub-Signature-256); the verify token
+# answers the subscription check. An instance's own appSecret / verifyToken take precedence.
+META_APP_SECRET = env_str("META_APP_SECRET")
+META_VERIFY_TOKEN = env_str("META_VERIFY_TOKEN")
