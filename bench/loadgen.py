@@ -67,7 +67,9 @@ def run(url: str, headers: dict[str, str], instance: str, rate: float, duration:
                 time.sleep(delay)
             body = evolution_body(instance, n)
             try:
-                connection.request("POST", target.path, body=body, headers={"Content-Type": "application/json", **headers})
+                connection.request(
+                    "POST", target.path, body=body, headers={"Content-Type": "application/json", **headers}
+                )
                 response = connection.getresponse()
                 response.read()
                 status = response.status

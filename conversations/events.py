@@ -101,4 +101,7 @@ def publish_conversation_updated(conversation, *, previous_operator_id=None) -> 
 
 
 def publish_conversation_closed(conversation) -> None:
-    realtime.publish_on_commit(CONVERSATION_CLOSED, conversation_payload(conversation), conversation_groups(conversation))
+    # The contract's closed event names the conversation as ``conversationId``; the rest of the
+    # body lets a client update its lists without another request.
+    payload = {"conversationId": str(conversation.id), **conversation_payload(conversation)}
+    realtime.publish_on_commit(CONVERSATION_CLOSED, payload, conversation_groups(conversation))

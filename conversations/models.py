@@ -127,7 +127,8 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     # Denormalised from the conversation so that the provider id can be unique per number.
     service_instance = models.ForeignKey("instances.ServiceInstance", on_delete=models.PROTECT, related_name="+")
-    external_id = models.CharField(_("provider message id"), max_length=255, null=True, blank=True)
+    # Null (not "") until the provider names it: the unique constraint ignores nulls.
+    external_id = models.CharField(_("provider message id"), max_length=255, null=True, blank=True)  # noqa: DJ001
     direction = models.CharField(max_length=8, choices=Direction.choices)
     via = models.CharField(max_length=16, choices=Via.choices)
     sender = models.ForeignKey(

@@ -9,6 +9,8 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Role, User
+from contacts.models import Contact
+from contacts.selectors import search_filter
 from conversations.models import ChatStatus, Conversation, Message, Tabulation
 
 
@@ -19,11 +21,30 @@ def _visible_conversations(user: User) -> QuerySet[Conversation]:
     return conversations
 
 
-def list_conversations_for_user(*, user: User) -> QuerySet[Conversation]:
-    """Operators: only their own (the queue has its own list)."""
+def list_conversations_for_user(
+    *,
+    user: User,
+    status: str | None = None,
+    operator_id=None,
+    service_instance_id=None,
+    search: str | None = None,
+) -> QuerySet[Conversation]:
+    """Operators: only their own (the queue has its own list). Filters narrow, never widen.
+
+    ``search`` is the contacts' rule (name without case or accents, or phone digits), applied
+    as a subquery so that it stays one query.
+    """
     conversations = Conversation.objects.select_related("contact", "service_instance", "operator")
     if user.role == Role.OPERATOR:
         conversations = conversations.filter(operator=user)
+    if status:
+        conversations = conversations.filter(status=status)
+    if operator_id:
+        conversations = conversations.filter(operator_id=operator_id)
+    if service_instance_id:
+        conversations = conversations.filter(service_instance_id=service_instance_id)
+    if search and search.strip():
+        conversations = conversations.filter(contact__in=Contact.objects.filter(search_filter(search)))
     return conversations.order_by("-last_message_at", "-start_time", "id")
 
 
@@ -43,8 +64,28 @@ def get_conversation_for_user(*, user: User, conversation_id) -> Conversation:
     return conversation
 
 
+def get_conversation_to_assign(*, user: User, conversation_id) -> Conversation:
+    """What an assign request may address: everything for supervisors and admins; for operators,
+    their own conversations and every OPEN one.
+
+    Wider than ``get_conversation_for_user`` on purpose: a queued conversation that another
+    operator took a moment earlier must answer "already assigned" (400), not 404, whichever
+    request reached the database first. The refusal carries no data; the queue's
+    ``conversation:updated`` event already told every operator who took it.
+    """
+    conversations = Conversation.objects.select_related("contact", "service_instance", "operator")
+    if user.role == Role.OPERATOR:
+        conversations = conversations.filter(Q(operator=user) | Q(status=ChatStatus.OPEN))
+    conversation = conversations.filter(pk=conversation_id).first()
+    if conversation is None:
+        raise Http404
+    return conversation
+
+
 def list_messages_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:
-    return Message.objects.select_related("sender").filter(conversation=conversation).order_by("timestamp", "created_at")
+    return (
+        Message.objects.select_related("sender").filter(conversation=conversation).order_by("timestamp", "created_at")
+    )
 
 
 def get_message_for_user(*, user: User, message_id) -> Message:
@@ -53,6 +94,14 @@ def get_message_for_user(*, user: User, message_id) -> Message:
         raise Http404
     get_conversation_for_user(user=user, conversation_id=message.conversation_id)
     return message
+
+
+def get_assignable_user(*, user_id) -> User:
+    """Someone a conversation may be given to: an active, not deleted user (any role)."""
+    user = User.objects.alive().filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise Http404
+    return user
 
 
 def list_tabulations() -> QuerySet[Tabulation]:

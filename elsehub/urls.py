@@ -12,6 +12,9 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("contacts.urls")),
     path("api/", include("instances.urls")),
+    path("api/", include("conversations.urls")),
+    path("api/", include("conversations.message_urls")),
+    path("api/", include("webhooks.urls")),
     # Anything else under /api/ answers in the contract's error format, never an HTML page.
     re_path(r"^api(?:/.*)?$", api_not_found),
 ]

@@ -8,10 +8,12 @@ import base64
 import io
 import logging
 import secrets
+from contextlib import contextmanager
 from typing import Any
 
 import qrcode
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +22,7 @@ from django.utils.translation import gettext as _
 from contacts.normalization import normalize_phone
 from elsehub import realtime
 from elsehub.api.errors import ApplicationError, ConflictError
-from instances import events
+from instances import crypto, events
 from instances.models import ConnectionStatus, Provider, ServiceInstance, SyncJob, SyncStatus
 from instances.providers.base import CredentialsError
 from instances.providers.base import Provider as ProviderAdapter
@@ -168,6 +170,33 @@ def _record_error(instance: ServiceInstance, error: ProviderError) -> None:
 # ------------------------------------------------------------------------------
 
 
+_PENDING_TOKENS_KEY = "instances:pending-verify-tokens"
+
+
+@contextmanager
+def expecting_verify_token(instance: ServiceInstance):
+    """While a Meta number is being created, Meta checks our callback before the row exists:
+    remember (a digest of) its verify token for the length of the call, so the check passes.
+    """
+    if instance.provider != Provider.OFFICIAL_META:
+        yield
+        return
+    from instances.providers.meta.signature import verify_token_for
+
+    key = (
+        f"{_PENDING_TOKENS_KEY}:{crypto.secret_digest(verify_token_for(instance.credentials, instance.webhook_secret))}"
+    )
+    cache.set(key, True, 300)
+    try:
+        yield
+    finally:
+        cache.delete(key)
+
+
+def is_pending_verify_token(token: str) -> bool:
+    return bool(token) and bool(cache.get(f"{_PENDING_TOKENS_KEY}:{crypto.secret_digest(token)}"))
+
+
 def create_instance(*, name: str, phone: str, provider: str, credentials: dict[str, Any]) -> ServiceInstance:
     """Create the number on the provider (Evolution) or verify it (Meta), then save it.
 
@@ -184,7 +213,8 @@ def create_instance(*, name: str, phone: str, provider: str, credentials: dict[s
     instance.set_credentials(cleaned)
     instance.set_webhook_secret(secrets.token_urlsafe(32))
 
-    created = adapter_for(instance).create_remote()
+    with expecting_verify_token(instance):
+        created = adapter_for(instance).create_remote()
 
     now = timezone.now()
     instance.connection_status = _STATE_TO_STATUS[created.connection.state]

@@ -31,7 +31,11 @@ class WebhookEvent(models.Model):
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["state", "received_at"], name="webhook_state_received")]
+        indexes = [
+            models.Index(fields=["state", "received_at"], name="webhook_state_received"),
+            # The sweeper's "FAILED and due" scan.
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_state_next_attempt"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} #{self.pk}"

@@ -134,7 +134,9 @@ else:
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # ------------------------------------------------------------------------------
 if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
+    # May point at another Redis database (or server) than the cache: flushing a cache must never
+    # drop queued tasks.
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
     # The filesystem transport needs no server yet works across processes, so the embedded
@@ -240,6 +242,14 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Several serializers have a "status" field with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectionStatusEnum": "instances.models.ConnectionStatus",
+        "ChatStatusEnum": "conversations.models.ChatStatus",
+        "MessageStatusEnum": "conversations.models.MessageStatus",
+        "RoleEnum": "accounts.models.Role",
+        "ProviderEnum": "instances.models.Provider",
+    },
 }
 
 # Global API rate limit (contract section 1): per user, per IP when anonymous.
@@ -322,3 +332,10 @@ PROVIDER_RETRY_MAX_WAIT = float(env_str("PROVIDER_RETRY_MAX_WAIT", "10"))
 # answers the subscription check. An instance's own appSecret / verifyToken take precedence.
 META_APP_SECRET = env_str("META_APP_SECRET")
 META_VERIFY_TOKEN = env_str("META_VERIFY_TOKEN")
+# Webhook events: attempts before an event is left FAILED for a person to replay from the admin.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# Outbox: attempts on transient provider errors, first backoff, and how long a pending message
+# may wait before the sweeper assumes its task was lost.
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5)
+OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
+OUTBOX_STALE_SECONDS = env_int("OUTBOX_STALE_SECONDS", 120)

@@ -36,7 +36,10 @@ else:
 if _reachable(_redis_url, 6379):
     # One Redis database per xdist worker, so that flushing the cache between tests is private.
     _base = _redis_url.rsplit("/", 1)[0] if urlparse(_redis_url).path.strip("/").isdigit() else _redis_url.rstrip("/")
-    os.environ["REDIS_URL"] = f"{_base}/{1 + _worker_index % 15}"
+    # Cache and channel layer in databases 1-7, the Celery broker in 8-15: the per-test cache flush
+    # must not drop queued tasks.
+    os.environ["REDIS_URL"] = f"{_base}/{1 + _worker_index % 7}"
+    os.environ["CELERY_BROKER_URL"] = f"{_base}/{8 + _worker_index % 8}"
 else:
     os.environ.pop("REDIS_URL", None)
     _problems.append(f"Redis at {_redis_url}")

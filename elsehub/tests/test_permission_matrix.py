@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accounts.models import Role
 from accounts.tests.factories import UserFactory, tokens_for
 from contacts.tests.factories import ContactFactory
+from conversations.tests.factories import ConversationFactory, MessageFactory, TabulationFactory
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, RolePermission
 from instances.models import SyncJob
 from instances.tests.factories import ServiceInstanceFactory
@@ -73,6 +74,28 @@ EXPECTED = {
     ("POST", "api/service-instances/<uuid:instance_id>/webhook/reconfigure"): {ADMIN},
     ("POST", "api/service-instances/<uuid:instance_id>/sync"): {ADMIN, SUPERVISOR},
     ("GET", "api/service-instances/<uuid:instance_id>/sync/<uuid:sync_id>"): {ADMIN, SUPERVISOR},
+    # Contract section 10: public, authenticated by the provider's signature or our webhook secret.
+    ("GET", "api/webhooks/meta"): PUBLIC,
+    ("POST", "api/webhooks/meta"): PUBLIC,
+    ("POST", "api/webhooks/evolution"): PUBLIC,
+    ("POST", "api/webhooks/evolution/<slug:event>"): PUBLIC,
+    # Contract section 7.
+    ("POST", "api/conversations"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/conversations"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/conversations/queue"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/conversations/<uuid:conversation_id>"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("PATCH", "api/conversations/<uuid:conversation_id>/assign"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("POST", "api/conversations/<uuid:conversation_id>/close"): {ADMIN, SUPERVISOR, OPERATOR},
+    # Contract section 13.
+    ("POST", "api/tabulations"): {ADMIN, SUPERVISOR},
+    ("GET", "api/tabulations"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/tabulations/<uuid:tabulation_id>"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("PATCH", "api/tabulations/<uuid:tabulation_id>"): {ADMIN, SUPERVISOR},
+    ("DELETE", "api/tabulations/<uuid:tabulation_id>"): {ADMIN, SUPERVISOR},
+    # Contract section 8.
+    ("POST", "api/messages/send"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/messages/conversation/<uuid:conversation_id>"): {ADMIN, SUPERVISOR, OPERATOR},
+    ("GET", "api/messages/<uuid:message_id>"): {ADMIN, SUPERVISOR, OPERATOR},
 }
 
 # Bodies that get an allowed call past validation where the refusal under test would come later.
@@ -88,6 +111,16 @@ BODIES = {
 # registration is off by default and then answers 403 "O cadastro de usuários está desabilitado".
 ROW_SETTINGS = {
     ("POST", "api/auth/register"): {"ALLOW_USER_REGISTRATION": True},
+}
+
+# Public, but authenticated by a signature or a webhook secret instead of a user token: the
+# matrix's unsigned call is a forgery, refused with 403 whoever the caller (never 401, since no
+# user token is asked for). webhooks/tests cover the genuine calls.
+WEBHOOK_ROWS = {
+    ("GET", "api/webhooks/meta"),
+    ("POST", "api/webhooks/meta"),
+    ("POST", "api/webhooks/evolution"),
+    ("POST", "api/webhooks/evolution/<slug:event>"),
 }
 
 SCHEMA_VIEWS = (SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView)
@@ -151,6 +184,10 @@ def test_permission_matrix_allows_and_refuses_each_role(method, template, caller
         "contact_id": str(ContactFactory().pk),
         "instance_id": str(instance.pk),
         "sync_id": str(SyncJob.objects.create(instance=instance).pk),
+        "event": "messages-upsert",
+        "conversation_id": str(ConversationFactory(service_instance=instance).pk),
+        "tabulation_id": str(TabulationFactory().pk),
+        "message_id": str(MessageFactory().pk),
     }
     # A new path parameter without a real object here fails loudly (KeyError) rather than 404ing quietly.
     url = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda match: path_values[match.group(1)], template)
@@ -163,7 +200,11 @@ def test_permission_matrix_allows_and_refuses_each_role(method, template, caller
     response = getattr(client, method.lower())(url, body, format="json")
 
     expected = EXPECTED[(method, template)]
-    if _is_allowed(caller, expected):
+    if (method, template) in WEBHOOK_ROWS:
+        assert expected == PUBLIC
+        assert response.status_code == 403, response.content
+        assert response.json()["statusCode"] == 403
+    elif _is_allowed(caller, expected):
         # Past the role check: neither refused nor broken (a 405 would mean the row names a wrong method).
         assert response.status_code not in (401, 403, 405), response.content
         assert response.status_code < 500, response.content

@@ -20,7 +20,11 @@ PROBE = (
 
 
 def run_settings(env_overrides: dict[str, str | None], tmp_path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG"}
+    }
     env.update({"DJANGO_SETTINGS_MODULE": "elsehub.settings.base", "DATA_DIR": str(tmp_path)})
     for key, value in env_overrides.items():
         if value is None:

@@ -1,0 +1,15 @@
+from celery import shared_task
+
+from webhooks import services
+
+
+# acks_late + reject_on_worker_lost: a worker killed mid-event leaves the message on the broker,
+# and process_event is safe to run again.
+@shared_task(name="webhooks.process_event", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def process_webhook_event_task(event_id: int) -> None:
+    services.process_event(event_id=event_id)
+
+
+@shared_task(name="webhooks.sweep_pending_events", ignore_result=True)
+def sweep_pending_events_task() -> int:
+    return len(services.sweep_pending_events())
