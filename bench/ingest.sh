@@ -12,7 +12,7 @@ export DATABASE_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/els
 export REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}
 createdb -h 127.0.0.1 -U postgres elsehub_bench 2>/dev/null || true
 .venv/bin/python manage.py migrate -v 0
-secret=$(.venv/bin/python manage.py shell -c '
+secret=$(.venv/bin/python manage.py shell --no-imports -c '
 import secrets
 from conversations.models import Conversation, Message
 from instances.models import ServiceInstance
@@ -27,7 +27,7 @@ secret = secrets.token_urlsafe(32)
 instance.set_webhook_secret(secret)
 instance.save()
 print(secret)
-')
+' | tail -n 1)
 redis-cli -n "${REDIS_URL##*/}" flushdb >/dev/null
 .venv/bin/gunicorn elsehub.wsgi -w 2 -b "127.0.0.1:$port" --log-level warning &
 server=$!

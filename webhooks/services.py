@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -114,22 +114,28 @@ def receive_events(*, provider: str, raw_body: bytes, items: list[Incoming]) -> 
     stored, new_pending = [], []
     with transaction.atomic():
         for item in items:
-            event, created = WebhookEvent.objects.get_or_create(
-                dedupe_key=dedupe_key(
-                    provider=provider,
-                    instance_id=item.instance.pk if item.instance else None,
-                    raw_body=raw_body,
-                    scope=item.scope,
-                ),
-                defaults={
-                    "provider": provider,
-                    "service_instance": item.instance,
-                    "event_type": item.event_type,
-                    "payload": item.payload,
-                    "state": item.state,
-                    "last_error": item.last_error,
-                },
+            key = dedupe_key(
+                provider=provider,
+                instance_id=item.instance.pk if item.instance else None,
+                raw_body=raw_body,
+                scope=item.scope,
             )
+            # Insert first (the usual case: one statement, no SELECT); the unique key turns a
+            # re-delivery, even a concurrent one, into an IntegrityError that finds the stored row.
+            try:
+                with transaction.atomic():
+                    event = WebhookEvent.objects.create(
+                        dedupe_key=key,
+                        provider=provider,
+                        service_instance=item.instance,
+                        event_type=item.event_type,
+                        payload=item.payload,
+                        state=item.state,
+                        last_error=item.last_error,
+                    )
+                created = True
+            except IntegrityError:
+                event, created = WebhookEvent.objects.get(dedupe_key=key), False
             stored.append(event)
             if created and event.state == EventState.PENDING:
                 new_pending.append(event.pk)

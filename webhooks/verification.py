@@ -9,6 +9,7 @@ never from the body alone.
 """
 
 import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,28 @@ def _same(given: str, expected: str) -> bool:
 # ------------------------------------------------------------------------------
 
 
+# Every Evolution call looks its instance up by secret: a few seconds of memory spare the hot path a
+# query. A deleted instance or a replaced secret stops matching within WEBHOOK_SECRET_CACHE_SECONDS.
+_by_digest: dict[str, tuple[float, ServiceInstance]] = {}
+
+
+def _by_secret_digest(digest: str) -> ServiceInstance | None:
+    now = time.monotonic()
+    cached = _by_digest.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    found = (
+        ServiceInstance.objects.alive().filter(provider=Provider.EVOLUTION_API, webhook_secret_digest=digest).first()
+    )
+    if found is None:
+        _by_digest.pop(digest, None)
+    else:
+        if len(_by_digest) > 1000:
+            _by_digest.clear()
+        _by_digest[digest] = (now + settings.WEBHOOK_SECRET_CACHE_SECONDS, found)
+    return found
+
+
 def evolution_instance_for(*, secret: str | None, payload: Any) -> ServiceInstance | None:
     """The live Evolution instance this call is for, or None when it proves nothing.
 
@@ -50,7 +73,7 @@ def evolution_instance_for(*, secret: str | None, payload: Any) -> ServiceInstan
     """
     instances = ServiceInstance.objects.alive().filter(provider=Provider.EVOLUTION_API)
     if secret:
-        found = instances.filter(webhook_secret_digest=secret_digest(secret)).first()
+        found = _by_secret_digest(secret_digest(secret))
         if found is not None:
             return found
     if not isinstance(payload, Mapping):

@@ -339,3 +339,5 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5)
 OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
 OUTBOX_STALE_SECONDS = env_int("OUTBOX_STALE_SECONDS", 120)
+# Seconds a web process remembers which instance an Evolution webhook secret belongs to.
+WEBHOOK_SECRET_CACHE_SECONDS = float(env_str("WEBHOOK_SECRET_CACHE_SECONDS", "10"))

@@ -66,3 +66,4 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns about a missing root)
+WEBHOOK_SECRET_CACHE_SECONDS = 0.0  # tests delete instances and rotate secrets between requests
