@@ -18,15 +18,10 @@ from accounts.serializers import (
     UserOutput,
     UserUpdateInput,
 )
+from elsehub.api.io import paginated, validated
 from elsehub.api.middleware import client_ip
 from elsehub.api.pagination import PagePagination
 from elsehub.api.permissions import ADMIN, AUTHENTICATED, PUBLIC, SUPERVISOR, rule
-
-
-def _input(serializer_class, request: Request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _session_body(session: services.Session) -> dict:
@@ -51,7 +46,7 @@ class LoginView(PublicView):
 
     @extend_schema(request=LoginInput, responses={200: SessionOutput}, tags=["auth"], summary="Login")
     def post(self, request: Request) -> Response:
-        data = _input(LoginInput, request)
+        data = validated(LoginInput, request.data)
         user = services.authenticate_user(email=data["email"], password=data["password"], client_ip=client_ip(request))
         return Response(_session_body(services.issue_session(user=user)))
 
@@ -61,7 +56,7 @@ class RefreshView(PublicView):
 
     @extend_schema(request=RefreshInput, responses={200: SessionOutput}, tags=["auth"], summary="Rotate tokens")
     def post(self, request: Request) -> Response:
-        data = _input(RefreshInput, request)
+        data = validated(RefreshInput, request.data)
         return Response(_session_body(services.refresh_session(refresh_token=data["refreshToken"])))
 
 
@@ -70,7 +65,7 @@ class LogoutView(PublicView):
 
     @extend_schema(request=RefreshInput, responses={204: None}, tags=["auth"], summary="Revoke a refresh token")
     def post(self, request: Request) -> Response:
-        data = _input(RefreshInput, request)
+        data = validated(RefreshInput, request.data)
         services.revoke_refresh_token(refresh_token=data["refreshToken"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -94,7 +89,7 @@ class ChangePasswordView(APIView):
         description="Ends every other session of the user and returns a fresh token pair.",
     )
     def put(self, request: Request) -> Response:
-        data = _input(ChangePasswordInput, request)
+        data = validated(ChangePasswordInput, request.data)
         session = services.change_password(
             user=request.user, current_password=data["currentPassword"], new_password=data["newPassword"]
         )
@@ -112,7 +107,7 @@ class RegisterView(PublicView):
         description="Only when ALLOW_USER_REGISTRATION is true; 403 otherwise.",
     )
     def post(self, request: Request) -> Response:
-        data = _input(RegisterInput, request)
+        data = validated(RegisterInput, request.data)
         user = services.register_user(name=data["name"], email=data["email"], password=data["password"])
         return Response(_session_body(services.issue_session(user=user)), status=status.HTTP_201_CREATED)
 
@@ -131,13 +126,11 @@ class UserListView(APIView):
 
     @extend_schema(responses={200: UserOutput(many=True)}, tags=["users"], summary="List users")
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.list_users(), request, view=self)
-        return paginator.get_paginated_response(UserOutput(page, many=True).data)
+        return paginated(self, request, selectors.list_users(), UserOutput)
 
     @extend_schema(request=UserCreateInput, responses={201: UserOutput}, tags=["users"], summary="Create a user")
     def post(self, request: Request) -> Response:
-        data = _input(UserCreateInput, request)
+        data = validated(UserCreateInput, request.data)
         user = services.create_user(
             name=data["name"],
             email=data["email"],
@@ -162,9 +155,7 @@ class OnlineUsersView(APIView):
 
     @extend_schema(responses={200: UserOutput(many=True)}, tags=["users"], summary="Operators online now")
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.list_online_operators(), request, view=self)
-        return paginator.get_paginated_response(UserOutput(page, many=True).data)
+        return paginated(self, request, selectors.list_online_operators(), UserOutput)
 
 
 class ToggleOnlineView(APIView):
@@ -172,7 +163,7 @@ class ToggleOnlineView(APIView):
 
     @extend_schema(request=ToggleOnlineInput, responses={200: UserOutput}, tags=["users"], summary="Set own presence")
     def patch(self, request: Request) -> Response:
-        data = _input(ToggleOnlineInput, request)
+        data = validated(ToggleOnlineInput, request.data)
         return Response(UserOutput(services.set_online(user=request.user, is_online=data["isOnline"])).data)
 
 
@@ -182,7 +173,7 @@ class UserDetailView(APIView):
     @extend_schema(request=UserUpdateInput, responses={200: UserOutput}, tags=["users"], summary="Update a user")
     def patch(self, request: Request, user_id) -> Response:
         user = selectors.get_user(user_id=user_id)
-        data = _input(UserUpdateInput, request)
+        data = validated(UserUpdateInput, request.data)
         user = services.update_user(
             user=user,
             name=data.get("name"),

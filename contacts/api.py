@@ -13,6 +13,7 @@ from contacts.serializers import (
     ContactOutput,
     ContactUpdateInput,
 )
+from elsehub.api.io import paginated, validated
 from elsehub.api.pagination import PagePagination
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, rule
 from elsehub.api.schema import ErrorOutput
@@ -20,12 +21,6 @@ from elsehub.api.schema import ErrorOutput
 EVERYONE = rule(ADMIN, SUPERVISOR, OPERATOR)
 # Room for the multipart boundaries and headers around a file of exactly the limit.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-
-
-def _input(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class ContactListView(APIView):
@@ -39,10 +34,8 @@ class ContactListView(APIView):
         summary="List contacts",
     )
     def get(self, request: Request) -> Response:
-        params = _input(ContactListParams, request.query_params)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.list_contacts(search=params.get("search")), request, view=self)
-        return paginator.get_paginated_response(ContactOutput(page, many=True).data)
+        params = validated(ContactListParams, request.query_params)
+        return paginated(self, request, selectors.list_contacts(search=params.get("search")), ContactOutput)
 
     @extend_schema(
         request=ContactCreateInput,
@@ -51,7 +44,7 @@ class ContactListView(APIView):
         summary="Create a contact",
     )
     def post(self, request: Request) -> Response:
-        data = _input(ContactCreateInput, request.data)
+        data = validated(ContactCreateInput, request.data)
         contact = services.create_contact(
             name=data["name"],
             phone=data["phone"],
@@ -78,7 +71,7 @@ class ContactDetailView(APIView):
     )
     def patch(self, request: Request, contact_id) -> Response:
         contact = selectors.get_contact(contact_id=contact_id)
-        data = _input(ContactUpdateInput, request.data)
+        data = validated(ContactUpdateInput, request.data)
         return Response(ContactOutput(services.update_contact(contact=contact, **data)).data)
 
     @extend_schema(responses={204: None}, tags=["contacts"], summary="Delete a contact")

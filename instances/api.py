@@ -5,7 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from elsehub.api.pagination import PagePagination
+from elsehub.api.io import paginated, validated
 from elsehub.api.permissions import ADMIN, SUPERVISOR, rule
 from instances import selectors, services
 from instances.serializers import (
@@ -35,18 +35,6 @@ ADMINS = rule(ADMIN)
 TAGS = ["service instances"]
 
 
-def _input(serializer_class, request: Request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _paginate(view: APIView, request: Request, items, serializer) -> Response:
-    paginator = PagePagination()
-    page = paginator.paginate_queryset(items, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
-
-
 class InstanceListView(APIView):
     roles = {"GET": STAFF, "POST": ADMINS}
 
@@ -58,7 +46,7 @@ class InstanceListView(APIView):
     )
     def get(self, request: Request) -> Response:
         include = request.query_params.get("includeInactive", "false").lower() in {"true", "1"}
-        return _paginate(self, request, selectors.list_instances(include_inactive=include), ServiceInstanceOutput)
+        return paginated(self, request, selectors.list_instances(include_inactive=include), ServiceInstanceOutput)
 
     @extend_schema(
         request=ServiceInstanceCreateInput,
@@ -69,7 +57,7 @@ class InstanceListView(APIView):
         "code. Meta: verifies the credentials against the Graph API before saving.",
     )
     def post(self, request: Request) -> Response:
-        data = _input(ServiceInstanceCreateInput, request)
+        data = validated(ServiceInstanceCreateInput, request.data)
         instance = services.create_instance(
             name=data["name"], phone=data["phone"], provider=data["provider"], credentials=data["credentials"]
         )
@@ -92,7 +80,7 @@ class InstanceDetailView(APIView):
     )
     def patch(self, request: Request, instance_id) -> Response:
         instance = selectors.get_instance(instance_id=instance_id)
-        data = _input(ServiceInstanceUpdateInput, request)
+        data = validated(ServiceInstanceUpdateInput, request.data)
         instance = services.update_instance(
             instance=instance,
             name=data.get("name"),
@@ -126,7 +114,7 @@ class ConnectView(APIView):
     @extend_schema(request=ConnectInput, responses={200: ConnectOutput}, tags=TAGS, summary="Start pairing")
     def post(self, request: Request, instance_id) -> Response:
         instance = selectors.get_instance(instance_id=instance_id)
-        data = _input(ConnectInput, request)
+        data = validated(ConnectInput, request.data)
         instance = services.connect_instance(instance=instance, phone_number=data.get("phoneNumber"))
         return Response(
             {"message": _("Connection started"), "status": instance.connection_status, "qrcode": qrcode_body(instance)}
@@ -207,7 +195,7 @@ class ProviderContactsView(APIView):
             }
             for contact in contacts
         ]
-        return _paginate(self, request, rows, RemoteContactOutput)
+        return paginated(self, request, rows, RemoteContactOutput)
 
 
 class WebhookView(APIView):
@@ -234,7 +222,7 @@ class SyncView(APIView):
     @extend_schema(request=SyncInput, responses={202: SyncStartedOutput}, tags=TAGS, summary="Start a sync job")
     def post(self, request: Request, instance_id) -> Response:
         instance = selectors.get_instance(instance_id=instance_id)
-        data = _input(SyncInput, request)
+        data = validated(SyncInput, request.data)
         job = services.start_sync(instance=instance, full_sync=data["fullSync"])
         return Response({"message": _("Synchronisation started"), "syncId": str(job.id)}, status=202)
 
@@ -253,7 +241,7 @@ class OrphansView(APIView):
 
     @extend_schema(responses={200: OrphanOutput(many=True)}, tags=TAGS, summary="Remote instances unknown here")
     def get(self, request: Request) -> Response:
-        return _paginate(self, request, services.list_orphans(), OrphanOutput)
+        return paginated(self, request, services.list_orphans(), OrphanOutput)
 
     @extend_schema(
         request=OrphansDeleteInput,
@@ -263,6 +251,6 @@ class OrphansView(APIView):
         description="Without a body every orphan listed by GET is deleted; `instanceNames` limits it.",
     )
     def delete(self, request: Request) -> Response:
-        data = _input(OrphansDeleteInput, request) if request.data else {}
+        data = validated(OrphansDeleteInput, request.data) if request.data else {}
         deleted = services.delete_orphans(names=data.get("instanceNames"))
         return Response({"deleted": OrphanOutput(deleted, many=True).data, "count": len(deleted)})

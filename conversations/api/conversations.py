@@ -16,6 +16,7 @@ from conversations.serializers import (
     ConversationOutput,
 )
 from conversations.services import conversations as services
+from elsehub.api.io import paginated, validated
 from elsehub.api.pagination import PagePagination
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, rule
 from elsehub.api.schema import ErrorOutput
@@ -23,12 +24,6 @@ from instances import selectors as instance_selectors
 
 EVERYONE = rule(ADMIN, SUPERVISOR, OPERATOR)
 TAGS = ["conversations"]
-
-
-def _input(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class ConversationListView(APIView):
@@ -49,7 +44,7 @@ class ConversationListView(APIView):
         "supervisors and admins see all. Most recent activity first.",
     )
     def get(self, request: Request) -> Response:
-        params = _input(ConversationListParams, request.query_params)
+        params = validated(ConversationListParams, request.query_params)
         conversations = selectors.list_conversations_for_user(
             user=request.user,
             status=params.get("status"),
@@ -57,9 +52,7 @@ class ConversationListView(APIView):
             service_instance_id=params.get("serviceInstanceId"),
             search=params.get("search"),
         )
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(conversations, request, view=self)
-        return paginator.get_paginated_response(ConversationOutput(page, many=True).data)
+        return paginated(self, request, conversations, ConversationOutput)
 
     @extend_schema(
         request=ConversationCreateInput,
@@ -75,7 +68,7 @@ class ConversationListView(APIView):
         "in the queue unless they pass operatorId.",
     )
     def post(self, request: Request) -> Response:
-        data = _input(ConversationCreateInput, request.data)
+        data = validated(ConversationCreateInput, request.data)
         contact = contact_selectors.get_contact(contact_id=data["contactId"])
         instance = instance_selectors.get_instance(instance_id=data["serviceInstanceId"])
         operator = selectors.get_assignable_user(user_id=data["operatorId"]) if data.get("operatorId") else None
@@ -96,9 +89,7 @@ class QueueView(APIView):
         description="Open conversations nobody has taken, on active service instances, oldest first.",
     )
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.list_queue(user=request.user), request, view=self)
-        return paginator.get_paginated_response(ConversationOutput(page, many=True).data)
+        return paginated(self, request, selectors.list_queue(user=request.user), ConversationOutput)
 
 
 class ConversationDetailView(APIView):
@@ -134,7 +125,7 @@ class AssignView(APIView):
     )
     def patch(self, request: Request, conversation_id) -> Response:
         conversation = selectors.get_conversation_to_assign(user=request.user, conversation_id=conversation_id)
-        data = _input(ConversationAssignInput, request.data)
+        data = validated(ConversationAssignInput, request.data)
         operator = selectors.get_assignable_user(user_id=data["operatorId"])
         conversation = services.assign_conversation(
             conversation=conversation, operator=operator, assigned_by=request.user
@@ -160,7 +151,7 @@ class CloseView(APIView):
     )
     def post(self, request: Request, conversation_id) -> Response:
         conversation = selectors.get_conversation_for_user(user=request.user, conversation_id=conversation_id)
-        data = _input(ConversationCloseInput, request.data)
+        data = validated(ConversationCloseInput, request.data)
         tabulation = selectors.get_tabulation(tabulation_id=data["tabulationId"])
         services.close_conversation(conversation=conversation, tabulation=tabulation, closed_by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from conversations import selectors
 from conversations.message_serializers import MessageOutput, MessageSendInput
 from conversations.services import outbound
+from elsehub.api.io import paginated, validated
 from elsehub.api.pagination import PagePagination
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, rule
 from elsehub.api.schema import ErrorOutput
@@ -46,9 +47,7 @@ class SendView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        serializer = MessageSendInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(MessageSendInput, request.data)
         try:
             conversation = selectors.get_conversation_for_user(
                 user=request.user, conversation_id=data["conversationId"]
@@ -77,11 +76,9 @@ class ConversationMessagesView(APIView):
     )
     def get(self, request: Request, conversation_id) -> Response:
         conversation = selectors.get_conversation_for_user(user=request.user, conversation_id=conversation_id)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            selectors.list_messages_for_conversation(conversation=conversation), request, view=self
+        return paginated(
+            self, request, selectors.list_messages_for_conversation(conversation=conversation), MessageOutput
         )
-        return paginator.get_paginated_response(MessageOutput(page, many=True).data)
 
 
 class MessageDetailView(APIView):

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from conversations import selectors
 from conversations.serializers import TabulationCreateInput, TabulationOutput, TabulationUpdateInput
 from conversations.services import tabulations as services
+from elsehub.api.io import paginated, validated
 from elsehub.api.pagination import PagePagination
 from elsehub.api.permissions import ADMIN, OPERATOR, SUPERVISOR, rule
 from elsehub.api.schema import ErrorOutput
@@ -17,21 +18,13 @@ TAGS = ["tabulations"]
 NAME_TAKEN = OpenApiResponse(ErrorOutput, description="A tabulation with this name (any case) already exists.")
 
 
-def _input(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class TabulationListView(APIView):
     roles = {"GET": EVERYONE, "POST": MANAGERS}
     pagination_class = PagePagination
 
     @extend_schema(responses={200: TabulationOutput(many=True)}, tags=TAGS, summary="List tabulations")
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.list_tabulations(), request, view=self)
-        return paginator.get_paginated_response(TabulationOutput(page, many=True).data)
+        return paginated(self, request, selectors.list_tabulations(), TabulationOutput)
 
     @extend_schema(
         request=TabulationCreateInput,
@@ -40,7 +33,7 @@ class TabulationListView(APIView):
         summary="Create a tabulation",
     )
     def post(self, request: Request) -> Response:
-        data = _input(TabulationCreateInput, request.data)
+        data = validated(TabulationCreateInput, request.data)
         tabulation = services.create_tabulation(name=data["name"])
         return Response(TabulationOutput(tabulation).data, status=status.HTTP_201_CREATED)
 
@@ -60,7 +53,7 @@ class TabulationDetailView(APIView):
     )
     def patch(self, request: Request, tabulation_id) -> Response:
         tabulation = selectors.get_tabulation(tabulation_id=tabulation_id)
-        data = _input(TabulationUpdateInput, request.data)
+        data = validated(TabulationUpdateInput, request.data)
         return Response(TabulationOutput(services.update_tabulation(tabulation=tabulation, name=data.get("name"))).data)
 
     @extend_schema(
