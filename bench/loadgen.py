@@ -19,10 +19,12 @@ import uuid
 from collections import Counter
 from urllib.parse import urlparse
 
+CUSTOMERS = 500
+
 
 def evolution_body(instance: str, n: int) -> bytes:
     message_id = "3EB0" + uuid.uuid4().hex[:18].upper()
-    phone = f"55149{n % 90000000 + 10000000:08d}"
+    phone = f"55149{n % CUSTOMERS + 10000000:08d}"  # a few hundred customers writing again and again
     return json.dumps(
         {
             "event": "messages.upsert",
