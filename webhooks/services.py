@@ -34,9 +34,15 @@ FINAL_STATES = (EventState.PROCESSED, EventState.IGNORED)
 DEFAULT_MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
+
+
 # A PENDING row this old lost its task (the process died between commit and enqueue, or the
 # broker was down): the sweeper queues it again.
-PENDING_GRACE = timedelta(seconds=60)
+def _pending_grace() -> timedelta:
+    """How long a PENDING event may wait for its task before the sweeper re-queues it."""
+    return timedelta(seconds=settings.WEBHOOK_STALE_SECONDS)
+
+
 # A re-queued row is not queued again for this long, so that a backlog longer than the grace
 # period is not doubled by every sweep.
 REQUEUE_LEASE = timedelta(minutes=5)
@@ -312,7 +318,7 @@ def _record_failure(event_id: int, exc: Exception) -> None:
 def sweep_pending_events(*, batch_size: int = SWEEP_BATCH) -> list[int]:
     """Queue again what a lost task left behind; returns the ids queued. Safe to run twice.
 
-    PENDING rows older than ``PENDING_GRACE`` and FAILED rows whose ``next_attempt_at`` has
+    PENDING rows older than ``WEBHOOK_STALE_SECONDS`` and FAILED rows whose ``next_attempt_at`` has
     passed, oldest first, at most ``batch_size`` of each. Each gets ``next_attempt_at`` pushed by
     ``REQUEUE_LEASE`` so the next sweep leaves it to the task just queued; rows a worker holds
     right now are skipped.
@@ -322,7 +328,7 @@ def sweep_pending_events(*, batch_size: int = SWEEP_BATCH) -> list[int]:
     with transaction.atomic():
         locked = WebhookEvent.objects.select_for_update(skip_locked=True)
         pending = list(
-            locked.filter(due, state=EventState.PENDING, received_at__lt=now - PENDING_GRACE)
+            locked.filter(due, state=EventState.PENDING, received_at__lt=now - _pending_grace())
             .order_by("received_at")
             .values_list("pk", flat=True)[:batch_size]
         )

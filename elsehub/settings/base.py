@@ -341,3 +341,5 @@ OUTBOX_RETRY_BASE_SECONDS = env_int("OUTBOX_RETRY_BASE_SECONDS", 5)
 OUTBOX_STALE_SECONDS = env_int("OUTBOX_STALE_SECONDS", 120)
 # Seconds a web process remembers which instance an Evolution webhook secret belongs to.
 WEBHOOK_SECRET_CACHE_SECONDS = float(env_str("WEBHOOK_SECRET_CACHE_SECONDS", "10"))
+# Seconds a stored webhook event may wait for its task before the sweeper queues it again.
+WEBHOOK_STALE_SECONDS = env_int("WEBHOOK_STALE_SECONDS", 60)
