@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from instances.models import ConnectionStatus, Provider
@@ -170,8 +171,9 @@ def test_process_event_costs_a_fixed_handful_of_queries(evolution_instance, appl
     first = _receive(evolution_instance, "messages_upsert__text.json")
     second = _receive(evolution_instance, "messages_update__read.json")
     _process(first)  # touches last_webhook_at
-    # Lock-and-load (one query with the instance), the state update, and the savepoint pair.
-    with django_assert_max_num_queries(4):
+    # Lock-and-load (one query with the instance), the state update, and the savepoint pair;
+    # on PostgreSQL also the SET LOCAL that spares the commit's disk flush.
+    with django_assert_max_num_queries(5 if connection.vendor == "postgresql" else 4):
         services.process_event(event_id=second.pk)
 
 
@@ -297,3 +299,19 @@ def test_tasks_names_and_delivery_options(settings):
     assert process.reject_on_worker_lost is True
     sweep = settings.CELERY_BEAT_SCHEDULE["webhooks.sweep_pending_events"]["task"]
     assert tasks.sweep_pending_events_task.name == sweep
+
+
+@pytest.mark.django_db(transaction=True)
+def test_process_event_commits_without_waiting_for_the_disk_flush(evolution_instance):
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is a PostgreSQL setting")
+    event = _receive(evolution_instance, "messages_update__read.json")
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        services.process_event(event_id=event.pk)
+    assert any("synchronous_commit TO OFF" in query["sql"] for query in queries.captured_queries)
+    # LOCAL: the setting ends with the transaction, so other writes keep full durability.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
