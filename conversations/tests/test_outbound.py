@@ -1,14 +1,9 @@
 """The outbox: delivery to the provider (once, outside transactions), retries, ambiguity, the
 echo merge, the sweeper, and one end-to-end run with a real Celery worker and the simulator."""
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -23,6 +18,7 @@ from conversations.services import outbound
 from conversations.services.outbound import Delivery, DeliveryOutcome, deliver_message, retry_delay, sweep_outbox
 from conversations.tasks import deliver_message_task, sweep_outbox_task
 from conversations.tests.factories import ConversationFactory
+from conversations.tests.workers import start_worker
 from instances.providers.exceptions import (
     ProviderAuthError,
     ProviderBadResponse,
@@ -837,17 +833,7 @@ def test_sweep_outbox_task_reports_counts(db):
 # End to end: a real Celery worker process, Redis, PostgreSQL and the provider simulator
 # ------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
-CELERY = Path(sys.executable).parent / "celery"
 SIM_KEY = "sim-evolution-key"
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgresql://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _closed_port() -> int:
@@ -879,56 +865,13 @@ def worker(settings, tmp_path):
 
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False  # the API's .delay() goes to Redis, for the worker
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "elsehub.settings.base",
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "SECRET_KEY": settings.SECRET_KEY,  # the instance's credentials are encrypted with it
-        "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY or "",
-        "PROVIDER_RETRY_BACKOFF": "0.01",
-        "DB_CONN_MAX_AGE": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = tmp_path / "worker.log"
-    process = subprocess.Popen(
-        [
-            str(CELERY),
-            "-A",
-            "elsehub",
-            "worker",
-            "--pool",
-            "solo",
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),  # a file, not a pipe: an undrained pipe would block the worker
-        stderr=subprocess.STDOUT,
-    )
-    process.log = log
+    worker = start_worker(settings, tmp_path / "worker.log")
+    worker.process.log = worker.log
     try:
-        # Only a worker that is up has declared its queue in Redis: a task sent before that
-        # (right after the test's cache flush) would be routed nowhere.
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, f"the worker exited: {log.read_text()[-3000:]}"
-            time.sleep(0.1)
-        assert " ready." in log.read_text(), f"the worker did not start: {log.read_text()[-3000:]}"
-        yield process
+        yield worker.process
     finally:
         app.conf.task_always_eager = eager
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        worker.stop()
 
 
 @pytest.mark.slow

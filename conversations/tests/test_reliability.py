@@ -15,17 +15,11 @@ Every wait polls for its effect against a deadline; no test sleeps a fixed time.
 
 import copy
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -43,6 +37,7 @@ from conversations.models import (
     Message,
     MessageStatus,
 )
+from conversations.tests.workers import Worker, start_worker
 from instances.models import ConnectionStatus, Provider, ServiceInstance
 from instances.providers.meta.signature import sign
 from instances.simulator.server import run_in_thread
@@ -54,8 +49,6 @@ from webhooks.tests.conftest import META_PHONE_ID, raw
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
-CELERY = Path(sys.executable).parent / "celery"
 SIM_KEY = "sim-evolution-key"
 EVOLUTION_WEBHOOK = "/api/webhooks/evolution"
 META_WEBHOOK = "/api/webhooks/meta"
@@ -91,39 +84,6 @@ def _eventually(check: Callable, *, timeout: float, failure: Callable[[], str] |
 # Real Celery workers (the pattern of test_outbound's ``worker`` fixture, startable several
 # times and killable as a process group)
 # ------------------------------------------------------------------------------
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgresql://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class Worker:
-    def __init__(self, process: subprocess.Popen, log: Path):
-        self.process, self.log = process, log
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self) -> str:
-        return self.log.read_text()[-3000:]
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group: the pool's children die with their parent."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        self.process.terminate()  # warm shutdown: unstarted tasks go back to the broker
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 def _queued(app) -> int:
@@ -164,51 +124,10 @@ def workers(transactional_db, settings, tmp_path):
 
     def start(*, pool: str = "solo", concurrency: int = 1) -> Worker:
         number = len(started) + 1
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "elsehub.settings.base",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "SECRET_KEY": settings.SECRET_KEY,  # the instance's credentials are encrypted with it
-            "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY or "",
-            "PROVIDER_RETRY_BACKOFF": "0.01",
-            "DB_CONN_MAX_AGE": "0",
-            "LOG_LEVEL": "WARNING",
-        }
-        log = tmp_path / f"worker-{number}.log"
-        process = subprocess.Popen(
-            [
-                str(CELERY),
-                "-A",
-                "elsehub",
-                "worker",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "--hostname",
-                f"reliability{number}@%h",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("w"),  # a file, not a pipe: an undrained pipe would block the worker
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, for kill()
+        worker = start_worker(
+            settings, tmp_path / f"worker-{number}.log", pool=pool, concurrency=concurrency, name=f"reliability{number}"
         )
-        worker = Worker(process, log)
         started.append(worker)
-
-        def ready() -> bool:
-            assert worker.alive(), f"the worker exited: {worker.tail()}"
-            return " ready." in log.read_text()
-
-        _eventually(ready, timeout=60, failure=lambda: f"the worker did not start: {worker.tail()}", interval=0.1)
         return worker
 
     yield start
