@@ -7,6 +7,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from elsehub.api.errors import error_response
@@ -15,6 +16,7 @@ from elsehub.api.fields import format_timestamp
 logger = logging.getLogger(__name__)
 
 
+@csrf_exempt  # an unknown API path is a 404 for every method, never a CSRF page
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return error_response(
         404, _("Route %(method)s %(path)s not found") % {"method": request.method, "path": request.path}

@@ -604,3 +604,14 @@ def test_openapi_docs_page_uses_only_local_static_files(api_client):
         assert not asset["Content-Type"].startswith("text/html"), url
         asset.close()
     assert '"/api/schema/"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["post", "patch", "delete"])
+def test_error_404_unknown_api_path_is_json_for_writes_even_with_csrf_checks(method):
+    from django.test import Client
+
+    response = getattr(Client(enforce_csrf_checks=True), method)("/api/conversations//assign")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"] == "Not Found"
