@@ -157,6 +157,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A few tasks in hand per process hide the broker round trip; acks_late keeps them safe.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup closes the database connection before and after every task unless this is
+# set (a reconnect per webhook event); elsehub.celery closes only broken or expired connections.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_BEAT_SCHEDULE = {
     "accounts.flush_expired_tokens": {
         "task": "accounts.flush_expired_tokens",
