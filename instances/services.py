@@ -95,7 +95,9 @@ def _same_remote(provider: str, credentials: dict, *, exclude=None) -> bool:
     """Another live instance already uses this remote number (same server + name, or phone id)."""
     key = ("serverUrl", "instanceName") if provider == Provider.EVOLUTION_API else ("phoneId",)
     wanted = tuple(str(credentials.get(field, "")).rstrip("/").lower() for field in key)
-    candidates = ServiceInstance.objects.alive().filter(provider=provider)
+    # remote_id (instanceName / phoneId, in clear) narrows it down without decrypting every row.
+    remote_id = str(credentials.get("instanceName") or credentials.get("phoneId") or "")
+    candidates = ServiceInstance.objects.alive().filter(provider=provider, remote_id__iexact=remote_id)
     if exclude is not None:
         candidates = candidates.exclude(pk=exclude.pk)
     for other in candidates:

@@ -1,18 +1,17 @@
 """The users endpoints (contract section 5) as a client calls them, errors in the section 16 format."""
 
 import re
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import Role, User
 from accounts.tests.factories import tokens_for
+from elsehub.tests.concurrency import send_at_once
 
 USERS = "/api/users"
 ME = "/api/users/me"
@@ -964,26 +963,6 @@ def test_promoting_a_user_to_admin_lets_the_first_admin_step_down(admin_client, 
     assert response.json()["role"] == "OPERATOR"
 
 
-def _send_at_once(requests: list[tuple]) -> list[int]:
-    """Send requests from separate threads (own database connections), released together."""
-    barrier = threading.Barrier(len(requests))
-    statuses: list[int] = []
-
-    def send(client, method, url, payload):
-        try:
-            barrier.wait()
-            statuses.append(getattr(client, method)(url, payload, format="json").status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=request) for request in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sorted(statuses)
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("method", "who", "payload", "ok"),
@@ -1006,7 +985,7 @@ def test_two_admins_stepping_down_at_once_leave_one_admin_and_no_500(client_for,
         for admin in (first, second):
             admin.refresh_from_db()  # a deletion changed the password hash that tokens carry
 
-        statuses = _send_at_once(
+        statuses = send_at_once(
             [
                 (client_for(first), method, _detail(targets[0].pk), payload),
                 (client_for(second), method, _detail(targets[1].pk), payload),

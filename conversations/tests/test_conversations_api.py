@@ -1,6 +1,5 @@
 """The conversations endpoints (contract section 7) as a client calls them, errors in the section 16 format."""
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from conversations.events import conversation_payload
 from conversations.models import ChatStatus, Conversation, ConversationClosure, Direction, MessageStatus, Via
 from conversations.services.conversations import compute_closure_metrics
 from conversations.tests.factories import ConversationFactory, MessageFactory, TabulationFactory
+from elsehub.tests.concurrency import send_at_once
 from instances.tests.factories import ServiceInstanceFactory
 
 pytestmark = pytest.mark.django_db
@@ -270,7 +270,7 @@ def test_create_conversation_concurrent_creates_open_one(client_for, make_user):
         pytest.skip("concurrent writers need PostgreSQL")
     contact, instance = ContactFactory(), ServiceInstanceFactory()
     payload = {"contactId": str(contact.pk), "serviceInstanceId": str(instance.pk)}
-    statuses = _send_at_once(
+    statuses = send_at_once(
         [(client_for(make_user(Role.SUPERVISOR)), "post", CONVERSATIONS, payload) for _ in range(2)]
     )
 
@@ -683,26 +683,6 @@ def test_assign_conversation_invalid_body_is_422(supervisor_client, payload):
     }
 
 
-def _send_at_once(requests: list[tuple]) -> list[int]:
-    """Send requests from separate threads (own database connections), released together."""
-    barrier = threading.Barrier(len(requests))
-    statuses: list[int] = []
-
-    def send(client, method, url, payload):
-        try:
-            barrier.wait()
-            statuses.append(getattr(client, method)(url, payload, format="json").status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=request) for request in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return sorted(statuses)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_assign_conversation_two_operators_taking_at_once_one_wins(client_for, make_user):
     if connection.vendor != "postgresql":
@@ -714,7 +694,7 @@ def test_assign_conversation_two_operators_taking_at_once_one_wins(client_for, m
         for operator in operators
     ]
 
-    assert _send_at_once(requests) == [200, 400]
+    assert send_at_once(requests) == [200, 400]
 
     conversation.refresh_from_db()
     assert conversation.operator_id in {operator.pk for operator in operators}
