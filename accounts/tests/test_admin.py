@@ -26,6 +26,8 @@ def _sign_in(client, email: str, password: str):
 
 
 def _signed_in_as(client, make_user, password, role: str, **kwargs):
+    # A fixed name: a random one could match the searches below ("Lima" is a common surname).
+    kwargs.setdefault("name", "Ana Admin")
     user = make_user(role, **kwargs)
     response = _sign_in(client, user.email, password)
     assert response.status_code == 302, "the admin sign-in must succeed for this test"
