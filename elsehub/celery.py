@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "elsehub.settings.base")
 
@@ -24,3 +24,14 @@ def close_old_database_connections(sender=None, **kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_shutdown.connect
+def flush_realtime_events(**kwargs) -> None:
+    """Send the realtime events still queued before a prefork child exits.
+
+    The child leaves through ``os._exit``, which skips the ``atexit`` flush.
+    """
+    from elsehub import realtime
+
+    realtime.flush()
