@@ -1,4 +1,3 @@
-import threading
 import time
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts.models import Role, User
 from accounts.tests.factories import tokens_for
+from elsehub.tests.concurrency import send_at_once
 
 USER_KEYS = {
     "id",
@@ -157,20 +157,8 @@ def test_refresh_concurrent_use_of_one_token_has_one_winner(operator_user):
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL; SQLite serialises writers anyway")
     refresh = tokens_for(operator_user)["refresh"]
-    barrier = threading.Barrier(4)
-    statuses: list[int] = []
-
-    def use() -> None:
-        barrier.wait()
-        statuses.append(APIClient().post("/api/auth/refresh", {"refreshToken": refresh}, format="json").status_code)
-        connection.close()
-
-    threads = [threading.Thread(target=use) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(statuses) == [200, 401, 401, 401]
+    statuses = send_at_once([(APIClient(), "post", "/api/auth/refresh", {"refreshToken": refresh}) for _ in range(4)])
+    assert statuses == [200, 401, 401, 401]
 
 
 # ------------------------------------------------------------------------------ logout

@@ -1,7 +1,6 @@
 """The outbox: delivery to the provider (once, outside transactions), retries, ambiguity, the
 echo merge, the sweeper, and one end-to-end run with a real Celery worker and the simulator."""
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +18,7 @@ from conversations.services.outbound import Delivery, DeliveryOutcome, deliver_m
 from conversations.tasks import deliver_message_task, sweep_outbox_task
 from conversations.tests.factories import ConversationFactory
 from conversations.tests.workers import start_worker
+from elsehub.tests.concurrency import run_at_once
 from instances.providers.exceptions import (
     ProviderAuthError,
     ProviderBadResponse,
@@ -208,21 +208,7 @@ def test_deliver_message_concurrently_sends_once(fake_provider, monkeypatch, mak
         return original(self, **kwargs)
 
     monkeypatch.setattr(fake_provider, "send_text", slow_send_text)
-    barrier = threading.Barrier(4)
-    outcomes = []
-
-    def deliver():
-        try:
-            barrier.wait()
-            outcomes.append(deliver_message(message_id=message.pk).outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = run_at_once([lambda: deliver_message(message_id=message.pk).outcome] * 4)
 
     assert sorted(outcomes) == sorted([DeliveryOutcome.SENT] + [DeliveryOutcome.SKIPPED] * 3)
     assert len(_sends(fake_provider)) == 1
