@@ -30,6 +30,8 @@ def _manage(env: dict[str, str], *args: str) -> None:
 def main() -> int:
     env = _env()
     host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    # The demo number's webhooks must reach this server, whatever port it was given.
+    env.setdefault("APP_URL", f"http://{host}:{port}")
     data_dir = Path(env.get("DATA_DIR") or ROOT / "var")
     data_dir.mkdir(parents=True, exist_ok=True)
 
