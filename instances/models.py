@@ -55,6 +55,9 @@ class ServiceInstance(models.Model):
     profile_picture_url = models.URLField(_("profile picture"), max_length=1000, blank=True)
     last_webhook_at = models.DateTimeField(_("last webhook received"), null=True, blank=True)
     state_changed_at = models.DateTimeField(_("last state change"), null=True, blank=True)
+    # When the provider reported the connection state and QR we hold (a webhook's arrival, or when
+    # we asked): an older report arriving later (a retried or replayed webhook) is not applied.
+    state_as_of = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(_("last provider error"), max_length=500, blank=True)
 
     deleted_at = models.DateTimeField(null=True, blank=True)

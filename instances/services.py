@@ -9,6 +9,7 @@ import io
 import logging
 import secrets
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import qrcode
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -111,16 +113,32 @@ def _same_remote(provider: str, credentials: dict, *, exclude=None) -> bool:
 # ------------------------------------------------------------------------------
 
 
-def _record(instance: ServiceInstance, **fields: Any) -> ServiceInstance:
+def _record(instance: ServiceInstance, *, only_if: Q | None = None, **fields: Any) -> bool:
+    """Write ``fields`` to the row (and to ``instance``); with ``only_if``, only when the row matches it."""
     fields["updated_at"] = timezone.now()
-    ServiceInstance.objects.filter(pk=instance.pk).update(**fields)
+    rows = ServiceInstance.objects.filter(pk=instance.pk)
+    if not (rows.filter(only_if) if only_if is not None else rows).update(**fields):
+        return False
     for name, value in fields.items():
         setattr(instance, name, value)
-    return instance
+    return True
 
 
-def apply_connection(*, instance: ServiceInstance, connection: ConnectionInfo) -> ServiceInstance:
-    """Record a connection state; publishes ``instance:status`` only when it changed. Idempotent."""
+def _record_as_of(instance: ServiceInstance, as_of: datetime | None, **fields: Any) -> bool:
+    """``_record`` unless the row holds a state the provider reported after ``as_of`` (default: now)."""
+    as_of = as_of or timezone.now()
+    newer = Q(state_as_of__isnull=True) | Q(state_as_of__lte=as_of)
+    if _record(instance, only_if=newer, state_as_of=as_of, **fields):
+        return True
+    logger.info("instances.state.stale_report_ignored", extra={"instance": str(instance.pk)})
+    return False
+
+
+def apply_connection(
+    *, instance: ServiceInstance, connection: ConnectionInfo, as_of: datetime | None = None
+) -> ServiceInstance:
+    """Record a connection state the provider reported at ``as_of``; publishes ``instance:status``
+    only when it changed. Idempotent; a report older than the one held is ignored."""
     status = _STATE_TO_STATUS[connection.state]
     changed = status != instance.connection_status
     fields: dict[str, Any] = {"connection_status": status, "provider_state": connection.raw_state or status}
@@ -133,7 +151,8 @@ def apply_connection(*, instance: ServiceInstance, connection: ConnectionInfo) -
     if status == ConnectionStatus.CONNECTED:
         fields.update(qr_code="", qr_code_raw="", pairing_code="", last_error="")
     with transaction.atomic():
-        _record(instance, **fields)
+        if not _record_as_of(instance, as_of, **fields):
+            return instance
         if changed:
             realtime.publish_on_commit(
                 events.INSTANCE_STATUS,
@@ -143,8 +162,9 @@ def apply_connection(*, instance: ServiceInstance, connection: ConnectionInfo) -
     return instance
 
 
-def apply_qr(*, instance: ServiceInstance, qr: QRCode | None) -> ServiceInstance:
-    """Keep the newest QR (or clear it) and tell the supervisors watching this number."""
+def apply_qr(*, instance: ServiceInstance, qr: QRCode | None, as_of: datetime | None = None) -> ServiceInstance:
+    """Keep the newest QR (or clear it) and tell the supervisors watching this number; a QR older
+    than the state held is ignored."""
     fields = {
         "qr_code": qr_image(qr) if qr else "",
         "qr_code_raw": (qr.code or "") if qr else "",
@@ -154,7 +174,8 @@ def apply_qr(*, instance: ServiceInstance, qr: QRCode | None) -> ServiceInstance
     if qr and instance.connection_status != ConnectionStatus.CONNECTED:
         fields.update(connection_status=ConnectionStatus.CONNECTING, provider_state="connecting")
     with transaction.atomic():
-        _record(instance, **fields)
+        if not _record_as_of(instance, as_of, **fields):
+            return instance
         realtime.publish_on_commit(
             events.QRCODE_UPDATED,
             events.qrcode_payload(instance),
@@ -293,10 +314,11 @@ def connect_instance(*, instance: ServiceInstance, phone_number: str | None = No
     digits = None
     if phone_number:
         digits = _clean_phone(phone_number, field="phoneNumber")
+    asked_at = timezone.now()
     result = _call(instance, lambda adapter: adapter.connect(phone_number=digits))
     if result.qr is not None:
-        apply_qr(instance=instance, qr=result.qr)
-    return apply_connection(instance=instance, connection=result.connection)
+        apply_qr(instance=instance, qr=result.qr, as_of=asked_at)
+    return apply_connection(instance=instance, connection=result.connection, as_of=asked_at)
 
 
 def current_qrcode(*, instance: ServiceInstance) -> ServiceInstance:
@@ -317,12 +339,13 @@ def current_qrcode(*, instance: ServiceInstance) -> ServiceInstance:
 
 
 def refresh_status(*, instance: ServiceInstance) -> ServiceInstance:
+    asked_at = timezone.now()
     try:
         connection = adapter_for(instance).connection_state()
     except ProviderError as error:
         _record_error(instance, error)
         connection = ConnectionInfo(state=ConnectionState.ERROR, raw_state="error")
-    return apply_connection(instance=instance, connection=connection)
+    return apply_connection(instance=instance, connection=connection, as_of=asked_at)
 
 
 def disconnect_instance(*, instance: ServiceInstance) -> ServiceInstance:
@@ -348,9 +371,10 @@ def recreate_instance(*, instance: ServiceInstance) -> ServiceInstance:
     except ProviderError as error:
         _record_error(instance, error)
         raise
+    asked_at = timezone.now()
     created = _call(instance, lambda adapter: adapter.create_remote())
-    apply_connection(instance=instance, connection=created.connection)
-    apply_qr(instance=instance, qr=created.qr)
+    apply_connection(instance=instance, connection=created.connection, as_of=asked_at)
+    apply_qr(instance=instance, qr=created.qr, as_of=asked_at)
     return instance
 
 
