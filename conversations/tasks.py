@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from conversations.services import outbound
+from conversations.services import inbound, outbound
 
 
 @shared_task(
@@ -24,3 +24,9 @@ def sweep_outbox_task() -> dict[str, int]:
     """Periodic (beat): re-queue pending messages whose task was lost, settle interrupted sends."""
     result = outbound.sweep_outbox()
     return {"requeued": result.requeued, "uncertain": result.uncertain}
+
+
+@shared_task(name="conversations.forget_early_statuses", ignore_result=True)
+def forget_early_statuses_task() -> int:
+    """Periodic (beat): drop statuses kept for a message that never arrived."""
+    return inbound.forget_stale_early_statuses()

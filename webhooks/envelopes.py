@@ -1,5 +1,6 @@
 """The little of each provider's envelope the inbox reads before processing: the body as JSON, the
-event type for the admin list, and (Meta) which phone number each change belongs to.
+event type for the admin list, the chat it concerns (its partition) and (Meta) which phone number
+each change belongs to.
 
 Everything else about the payloads is the adapters' business (``parse_webhook``).
 """
@@ -58,6 +59,22 @@ def evolution_event_type(payload: Any, slug: str | None = None) -> str:
     return name[:EVENT_TYPE_LENGTH]
 
 
+def evolution_chat_key(payload: Any) -> str:
+    """The chat a call is about (``data.key.remoteJid`` or ``data.remoteJid``), or ``""``.
+
+    Only a partition key: a chat named two ways (LID and phone) merely lands in two partitions.
+    """
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if isinstance(data, list):
+        data = data[0] if data else None
+    if not isinstance(data, dict):
+        return ""
+    key = data.get("key")
+    chat = key.get("remoteJid") if isinstance(key, dict) else None
+    chat = chat or data.get("remoteJid")
+    return chat if isinstance(chat, str) else ""
+
+
 # ------------------------------------------------------------------------------
 # Meta (meta_cloud.md §3): object / entry[] / changes[] / value.metadata.phone_number_id
 # ------------------------------------------------------------------------------
@@ -113,3 +130,18 @@ def meta_event_type(payload: Any) -> str:
         else:
             kinds.append(field if isinstance(field, str) and field else "unknown")
     return "+".join(dict.fromkeys(kinds))[:EVENT_TYPE_LENGTH]
+
+
+def meta_chat_key(payload: Any) -> str:
+    """The first customer a Meta part is about (a message's ``from``, a status's ``recipient_id``)."""
+    for _index, _entry, change in _changes(payload):
+        value = change.get("value") if isinstance(change, dict) else None
+        if not isinstance(value, dict):
+            continue
+        for field, name in (("messages", "from"), ("statuses", "recipient_id")):
+            items = value.get(field)
+            first = items[0] if isinstance(items, list) and items else None
+            chat = first.get(name) if isinstance(first, dict) else None
+            if isinstance(chat, str) and chat:
+                return chat
+    return ""

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 
@@ -26,6 +27,9 @@ class WebhookEvent(models.Model):
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Events of one chat share a partition (a hash of the chat), so they are applied in arrival
+    # order; the partitions of one number are drained in parallel.
+    partition = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         verbose_name = _("webhook event")
@@ -35,6 +39,12 @@ class WebhookEvent(models.Model):
             models.Index(fields=["state", "received_at"], name="webhook_state_received"),
             # The sweeper's "FAILED and due" scan.
             models.Index(fields=["state", "next_attempt_at"], name="webhook_state_next_attempt"),
+            # A drain's "next PENDING events of this number and partition, oldest first".
+            models.Index(
+                fields=["service_instance", "partition", "id"],
+                condition=Q(state="pending"),
+                name="webhook_pending_partition",
+            ),
         ]
 
     def __str__(self) -> str:

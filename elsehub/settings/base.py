@@ -174,6 +174,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "conversations.sweep_outbox",
         "schedule": timedelta(seconds=30),
     },
+    "conversations.forget_early_statuses": {
+        "task": "conversations.forget_early_statuses",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # ------------------------------------------------------------------------------
@@ -347,3 +351,12 @@ OUTBOX_STALE_SECONDS = env_int("OUTBOX_STALE_SECONDS", 120)
 WEBHOOK_SECRET_CACHE_SECONDS = float(env_str("WEBHOOK_SECRET_CACHE_SECONDS", "10"))
 # Seconds a stored webhook event may wait for its task before the sweeper queues it again.
 WEBHOOK_STALE_SECONDS = env_int("WEBHOOK_STALE_SECONDS", 60)
+# Stored events are applied by drain tasks, a batch per transaction, per number and partition:
+# the events of one chat share a partition (applied in arrival order) and the partitions of a
+# number are drained in parallel.
+WEBHOOK_PARTITIONS = max(1, env_int("WEBHOOK_PARTITIONS", 2))
+WEBHOOK_BATCH_SIZE = max(1, env_int("WEBHOOK_BATCH_SIZE", 100))
+# One queued drain per number and partition at a time instead of a task per event, noted in the
+# cache: only where every process shares it (Redis).
+WEBHOOK_COALESCE_DRAINS = env_bool("WEBHOOK_COALESCE_DRAINS", bool(REDIS_URL))
+WEBHOOK_DRAIN_DELAY = float(env_str("WEBHOOK_DRAIN_DELAY", "0.1"))

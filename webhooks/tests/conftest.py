@@ -75,6 +75,14 @@ def app_secret(settings) -> str:
     return APP_SECRET
 
 
+def _one_by_one(apply_provider_event):
+    def apply_provider_events(*, instance, events):
+        for event in events:
+            apply_provider_event(instance=instance, event=event)
+
+    return apply_provider_events
+
+
 @pytest.fixture
 def applied(monkeypatch) -> list:
     """(instance id, event) for every ``apply_provider_event`` call, whether or not the real module exists."""
@@ -85,6 +93,7 @@ def applied(monkeypatch) -> list:
         calls.append((instance.pk, event))
 
     module.apply_provider_event = apply_provider_event
+    module.apply_provider_events = _one_by_one(apply_provider_event)
     monkeypatch.setitem(sys.modules, "conversations.services.inbound", module)
     return calls
 
@@ -101,5 +110,6 @@ def failing_apply(monkeypatch) -> dict:
             raise RuntimeError("conversation store unavailable")
 
     module.apply_provider_event = apply_provider_event
+    module.apply_provider_events = _one_by_one(apply_provider_event)
     monkeypatch.setitem(sys.modules, "conversations.services.inbound", module)
     return state

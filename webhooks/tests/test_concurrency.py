@@ -1,12 +1,11 @@
 """The same delivery arriving several times at once (a provider retry racing the original) is
 stored once: the unique dedupe key decides, on real PostgreSQL with real threads."""
 
-import threading
-
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from elsehub.tests.concurrency import run_at_once
 from instances.models import ConnectionStatus, Provider
 from instances.tests.factories import ServiceInstanceFactory
 from webhooks.models import EventState, WebhookEvent
@@ -20,23 +19,12 @@ def test_receive_same_body_from_three_threads_at_once_stores_one_event():
     instance = ServiceInstanceFactory(provider=Provider.EVOLUTION_API, connection_status=ConnectionStatus.CONNECTING)
     secret = instance.webhook_secret
     body = raw("evolution", "connection_update__open.json")
-    barrier = threading.Barrier(3)
-    answers: list[tuple[int, dict]] = []
 
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            response = post_evolution(APIClient(), body, secret=secret)
-            answers.append((response.status_code, response.json()))
-        finally:
-            connection.close()
+    def deliver() -> tuple[int, dict]:
+        response = post_evolution(APIClient(), body, secret=secret)
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=deliver) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    answers = run_at_once([deliver] * 3)
     assert answers == [(200, SUCCESS)] * 3
     event = WebhookEvent.objects.get()
     # Eager Celery: the one thread that stored it also processed it after its commit.

@@ -19,9 +19,9 @@ from webhooks.verification import MetaSender
 pytestmark = pytest.mark.django_db
 
 
-def _receive(instance, name: str) -> WebhookEvent:
+def _receive(instance, name: str, body_suffix: bytes = b"") -> WebhookEvent:
     folder = "evolution" if instance.provider == Provider.EVOLUTION_API else "meta"
-    body = raw(folder, name)
+    body = raw(folder, name) + body_suffix  # a suffix makes a new delivery of the same payload
     return services.receive_event(
         provider=instance.provider, instance=instance, event_type="test", payload=json.loads(body), raw_body=body
     )
@@ -64,7 +64,7 @@ def test_receive_event_survives_a_broker_outage(evolution_instance, monkeypatch,
     def broker_down(*args, **kwargs):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(tasks.process_webhook_event_task, "delay", broker_down)
+    monkeypatch.setattr(tasks.drain_events_task, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         event = _receive(evolution_instance, "messages_upsert__text.json")
     # Stored and left PENDING for the sweeper; the provider got its 200.
@@ -290,6 +290,53 @@ def test_replay_events_processes_again_without_changing_the_domain(
     evolution_instance.refresh_from_db()
     assert event.state == EventState.PROCESSED
     assert (evolution_instance.connection_status, evolution_instance.state_changed_at) == before
+
+
+def test_an_older_connection_report_replayed_or_retried_later_changes_nothing(
+    evolution_instance, captured_events, django_capture_on_commit_callbacks
+):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        opened = _receive(evolution_instance, "connection_update__open.json")
+        qr = _receive(evolution_instance, "qrcode_updated__qr.json")
+    with time_machine.travel(start + timedelta(seconds=5), tick=False):
+        closed = _receive(evolution_instance, "connection_update__close_logged_out.json")
+    # The newest report first (the older ones failed, or are replayed from the admin).
+    _process(closed)
+    evolution_instance.refresh_from_db()
+    assert evolution_instance.connection_status == ConnectionStatus.DISCONNECTED
+    published = len(captured_events)
+
+    assert (_process(opened).state, _process(qr).state) == (EventState.PROCESSED, EventState.PROCESSED)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.replay_events(event_ids=[opened.pk])
+    evolution_instance.refresh_from_db()
+    assert evolution_instance.connection_status == ConnectionStatus.DISCONNECTED
+    assert evolution_instance.qr_code == ""
+    assert evolution_instance.state_as_of == closed.received_at
+    assert len(captured_events) == published  # no instance:status or qrcode:updated for stale reports
+
+    # A newer report still applies.
+    with time_machine.travel(start + timedelta(seconds=10), tick=False):
+        reopened = _receive(evolution_instance, "connection_update__open.json", body_suffix=b" ")
+    _process(reopened)
+    evolution_instance.refresh_from_db()
+    assert evolution_instance.connection_status == ConnectionStatus.CONNECTED
+
+
+def test_a_webhook_that_arrived_before_a_status_check_does_not_undo_it(evolution_instance, fake_provider):
+    from instances import services as instance_services
+    from instances.providers.types import ConnectionState
+
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        closed = _receive(evolution_instance, "connection_update__close_logged_out.json")  # waits for its drain
+    fake_provider.state[str(evolution_instance.id)] = ConnectionState.CONNECTED
+    with time_machine.travel(start + timedelta(seconds=1), tick=False):
+        instance_services.refresh_status(instance=evolution_instance)  # asked the provider after it
+    _process(closed)
+    evolution_instance.refresh_from_db()
+    assert evolution_instance.connection_status == ConnectionStatus.CONNECTED
 
 
 def test_tasks_names_and_delivery_options(settings):

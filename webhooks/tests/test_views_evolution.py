@@ -8,8 +8,8 @@ from django.db import OperationalError
 
 from instances.models import Provider
 from instances.tests.factories import ServiceInstanceFactory
-from webhooks import services
 from webhooks.models import EventState, WebhookEvent
+from webhooks.services import receiving
 from webhooks.tests.conftest import (
     EVOLUTION_APIKEY,
     EVOLUTION_URL,
@@ -139,7 +139,7 @@ def test_evolution_post_database_failure_is_503_not_4xx(client, evolution_instan
     def broken(**kwargs):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(services, "receive_events", broken)
+    monkeypatch.setattr(receiving, "receive_events", broken)
     response = post_evolution(
         client, raw("evolution", "messages_upsert__text.json"), secret=evolution_instance.webhook_secret
     )
@@ -205,3 +205,32 @@ def test_evolution_post_with_secret_of_a_meta_instance_is_403(client, meta_insta
 def test_evolution_post_forged_on_the_per_event_url_is_403(client, evolution_instance):
     body = evolution_body("messages_upsert__text.json", apikey=None)
     _assert_refused(post_evolution(client, body, secret="forged", url=f"{EVOLUTION_URL}/messages-upsert"))
+
+
+# ------------------------------------------------------------------------------ cost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_evolution_post_is_stored_by_one_insert_that_commits_on_its_own(client, monkeypatch, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webhooks import tasks
+
+    queued: list = []
+    monkeypatch.setattr(tasks.drain_events_task, "apply_async", lambda args, **options: queued.append(args))
+    instance = ServiceInstanceFactory(provider=Provider.EVOLUTION_API)
+    body = raw("evolution", "messages_upsert__text.json")
+    with CaptureQueriesContext(connection) as queries:
+        response = post_evolution(client, body, secret=instance.webhook_secret)
+    assert response.status_code == 200
+    # The secret's instance (not cached in tests) and the INSERT: no savepoint, no second statement.
+    writes = [query["sql"] for query in queries.captured_queries if not query["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith('INSERT INTO "webhooks_webhookevent"'), writes
+    event = WebhookEvent.objects.get()
+    assert queued == [(str(instance.pk), event.partition)]
+
+    # The same body again: found, not stored, no drain.
+    assert post_evolution(client, body, secret=instance.webhook_secret).status_code == 200
+    assert WebhookEvent.objects.count() == 1
+    assert len(queued) == 1
