@@ -41,9 +41,25 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
         number = phonenumbers.parse(text, region or phone_region())
     except phonenumbers.NumberParseException:
         raise ValidationError(INVALID_PHONE, code="invalid_phone") from None
+    number = _with_ninth_digit(number)
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(INVALID_PHONE, code="invalid_phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _with_ninth_digit(number: phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:
+    """A Brazilian mobile in its pre-2016 form (area code + 8 digits starting 6-9) gets its leading 9.
+
+    WhatsApp still addresses many accounts that way (``553188887777@s.whatsapp.net`` is the
+    customer on ``+55 31 98888-7777``), and old spreadsheets hold such numbers too: both must land
+    on the one contact. This holds even where the old form is still "valid" (the 7xxx radio ranges,
+    switched off in 2018). Landlines (8 digits starting 2-5) are left alone.
+    """
+    national = str(number.national_number)
+    if number.country_code != 55 or len(national) != 10 or national[2] not in "6789":
+        return number
+    mobile = phonenumbers.PhoneNumber(country_code=55, national_number=int(f"{national[:2]}9{national[2:]}"))
+    return mobile if phonenumbers.is_valid_number(mobile) else number
 
 
 def normalize_cpf(raw: str | None) -> str:

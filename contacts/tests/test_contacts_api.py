@@ -228,6 +228,17 @@ def test_create_contact_duplicate_phone_in_any_format_is_409(operator_client, se
     assert Contact.objects.count() == 1
 
 
+@pytest.mark.parametrize("second", ["+5531988887777", "(31) 98888-7777", "553188887777"])
+def test_create_contact_brazilian_mobile_without_the_ninth_digit_is_the_same_number(operator_client, second):
+    created = operator_client.post(CONTACTS, _payload(phone="(31) 8888-7777"), format="json")
+    assert created.status_code == 201 and created.json()["phone"] == "+5531988887777"
+
+    response = operator_client.post(CONTACTS, _payload(name="Outra Pessoa", phone=second), format="json")
+
+    assert response.status_code == 409
+    assert response.json() == PHONE_TAKEN
+
+
 # ------------------------------------------------------------------------------
 # GET /api/contacts
 # ------------------------------------------------------------------------------

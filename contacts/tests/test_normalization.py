@@ -15,13 +15,35 @@ from contacts.normalization import normalize_cpf, normalize_phone, phone_query_d
         ("014 99999-9999", "+5514999999999"),
         ("(11) 3333-4444", "+551133334444"),
         ("+351 912 345 678", "+351912345678"),
+        # Brazilian mobiles written (or addressed by WhatsApp) without the ninth digit.
+        ("553188887777", "+5531988887777"),
+        ("+55 31 8888-7777", "+5531988887777"),
+        ("(31) 8888-7777", "+5531988887777"),
+        ("(11) 7777-6666", "+5511977776666"),
+        ("+55 14 6123-4567", "+5514961234567"),
+        ("+55 31 7777-6666", "+5531977776666"),
+        ("(31) 3333-4444", "+553133334444"),
     ],
 )
 def test_normalize_phone_accepts_what_people_type(typed, e164):
     assert normalize_phone(typed) == e164
 
 
-@pytest.mark.parametrize("typed", ["", "   ", "123", "abc", "+55 14 9999", "+5514333344444", "9" * 40, "+999 1234"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",
+        "   ",
+        "123",
+        "abc",
+        "+55 14 9999",
+        "+5514333344444",
+        "9" * 40,
+        "+999 1234",
+        "+55 20 8888-7777",
+        "+351 8888 7777",
+    ],
+)
 def test_normalize_phone_refuses_invalid_numbers(typed):
     with pytest.raises(ValidationError) as caught:
         normalize_phone(typed)

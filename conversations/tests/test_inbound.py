@@ -461,6 +461,32 @@ def test_apply_inbound_without_phone_is_skipped_with_a_warning(db, provider, fix
     assert inbound.skipped_count(inbound.SKIP_NO_PHONE) == before + 1
 
 
+def _payload_from(instance, name: str, sender_digits: str) -> list:
+    """A fixture's events as if ``sender_digits`` had written: the JID or ``wa_id`` WhatsApp gives."""
+    folder = "evolution" if instance.provider == Provider.EVOLUTION_API else "meta"
+    text = (PAYLOADS / folder / f"{name}.json").read_text().replace(PHONE[1:], sender_digits)
+    return real_adapter_class(instance.provider).parse_webhook(json.loads(text))
+
+
+@pytest.mark.parametrize("provider", [Provider.EVOLUTION_API, Provider.OFFICIAL_META])
+def test_apply_inbound_brazilian_mobile_without_its_ninth_digit_reaches_the_contact(db, provider):
+    # WhatsApp addresses many Brazilian mobiles the pre-2016 way (553188887777): that is the
+    # customer on +55 31 98888-7777, not a sender to skip nor a second contact.
+    instance = ServiceInstanceFactory(provider=provider)
+    known = ContactFactory(phone="+5531988887777", name="Joana Prado")
+    fixture = "messages_upsert__text" if provider == Provider.EVOLUTION_API else "messages__text"
+    legacy = _payload_from(instance, fixture, "553188887777")
+    assert [event.phone for event in legacy if isinstance(event, InboundMessage)] == ["+553188887777"]
+
+    apply(instance, *legacy)
+    apply(instance, inbound_event(provider_message_id="MSG-9", phone="+5531988887777", timestamp=T0))
+
+    conversation = Conversation.objects.get()
+    assert conversation.contact == known
+    assert conversation.message_count == 2
+    assert Contact.objects.get().name == "Joana Prado"
+
+
 def test_apply_inbound_invalid_phone_is_skipped(instance):
     apply(instance, inbound_event(phone="+55119"))
 

@@ -242,11 +242,18 @@ def _event_states() -> dict:
 # ------------------------------------------------------------------------------
 
 
-def test_full_flow_customer_text_to_closed_conversation(sim, workers, console):
+@pytest.mark.parametrize(
+    ("customer", "jid"),
+    [
+        ("+5514997651234", "5514997651234@s.whatsapp.net"),
+        # WhatsApp addresses this mobile without its ninth digit, both ways: one customer all the same.
+        ("+5531997651234", "553197651234@s.whatsapp.net"),
+    ],
+)
+def test_full_flow_customer_text_to_closed_conversation(sim, workers, console, customer, jid):
     worker = workers()
     admin, operator = console(Role.ADMIN), console(Role.OPERATOR)
     number = _connect_number(admin, sim, "loja-fluxo", "5514988887777", worker)
-    customer = "+5514997651234"
 
     _customer_writes(sim, "loja-fluxo", customer, "Maria Cliente", "Oi! Meu pedido ainda não chegou")
 
@@ -288,7 +295,7 @@ def test_full_flow_customer_text_to_closed_conversation(sim, workers, console):
     assert seen[-3:] == [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ], seen
     (provider_copy,) = _control(sim, "GET", "state")["sent"]
     assert message["externalId"] == provider_copy["id"]
-    assert provider_copy["to"] == "5514997651234@s.whatsapp.net"
+    assert provider_copy["to"] == jid
     # The provider's echo of our send (send.message, fromMe) was merged, not stored again.
     messages = operator.get(f"/api/messages/conversation/{conversation['id']}")
     assert [(m["direction"], m["content"]) for m in messages] == [

@@ -9,7 +9,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from instances.simulator.state import EvolutionInstance, MediaBlob, new_cuid, now_iso, now_ts
+from instances.simulator.state import EvolutionInstance, MediaBlob, new_cuid, now_iso, now_ts, whatsapp_id
 
 STATUS_NAMES = ("ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED")
 MEDIA_TYPES = {
@@ -41,7 +41,7 @@ def digits_of(value: str) -> str:
 
 
 def to_jid(number: str) -> str:
-    """Evolution's ``createJid`` without the Brazilian/Mexican/Argentinian digit rules."""
+    """Evolution's ``createJid`` with its Brazilian ninth-digit rule (not the Mexican/Argentinian ones)."""
     number = str(number).strip()
     if "@" in number:
         user, _, server = number.partition("@")
@@ -51,7 +51,7 @@ def to_jid(number: str) -> str:
     digits = digits_of(number.split(":")[0])
     if len(digits) >= 18:
         return f"{digits}@g.us"
-    return f"{digits}@s.whatsapp.net"
+    return f"{whatsapp_id(digits)}@s.whatsapp.net"
 
 
 def not_on_whatsapp(number: str) -> bool:

@@ -17,7 +17,7 @@ from instances.simulator import meta_payloads as mp
 from instances.simulator.evolution import EvolutionAPI
 from instances.simulator.media import sample_media, sample_png, sha256_b64
 from instances.simulator.meta import MetaAPI
-from instances.simulator.state import EvolutionInstance, MediaBlob, new_cuid, now_iso, now_ts
+from instances.simulator.state import EvolutionInstance, MediaBlob, new_cuid, now_iso, now_ts, whatsapp_id
 
 KINDS = ("text", "image", "video", "audio", "voice", "document", "location", "reaction", "sticker", "contact")
 MEDIA_KINDS = {"image", "video", "audio", "voice", "document", "sticker"}
@@ -51,6 +51,7 @@ def _common(spec: dict[str, Any]) -> tuple[str, str, str]:
     digits = p.digits_of(spec.get("from") or "")
     if len(digits) < 8:
         raise InboundError(400, "from must be a phone number, e.g. +5514999999999")
+    digits = whatsapp_id(digits)  # what WhatsApp calls this customer in the webhook
     name = spec.get("name") or f"Cliente {digits[-4:]}"
     return kind, digits, name
 
@@ -323,6 +324,6 @@ def inject_meta(meta: MetaAPI, spec: dict[str, Any]) -> dict[str, Any]:
 def _last_meta_sent(meta: MetaAPI, phone_id: str, digits: str) -> str | None:
     with meta.state.lock:
         for record in reversed(list(meta.state.meta_messages.values())):
-            if record["phoneId"] == phone_id and record["to"] == digits:
+            if record["phoneId"] == phone_id and whatsapp_id(record["to"]) == digits:
                 return record["id"]
     return None

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from instances.simulator import meta_payloads as mp
 from instances.simulator.media import parse_multipart, sha256_hex
 from instances.simulator.routing import BadJSON, HTTPFailure, Request, Response, Router, json_response
-from instances.simulator.state import MediaBlob, MetaNumber, SimulatorState, now_iso, now_ts
+from instances.simulator.state import MediaBlob, MetaNumber, SimulatorState, now_iso, now_ts, whatsapp_id
 from instances.simulator.webhooks import Outgoing, WebhookDispatcher
 
 VERSION = r"/v\d+(?:\.\d+)?"
@@ -213,7 +213,7 @@ class MetaAPI:
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": str(body["to"]), "wa_id": to}],
+                "contacts": [{"input": str(body["to"]), "wa_id": whatsapp_id(to)}],
                 "messages": [message],
             },
         )
@@ -246,7 +246,7 @@ class MetaAPI:
             status_body = mp.status_object(
                 record["id"],
                 status,
-                record["to"],
+                whatsapp_id(record["to"]),
                 conversation_id=conversation,
                 template=template,
                 errors=errors,

@@ -234,6 +234,23 @@ class SimulatorState:
 
 
 # -- ids and clocks ----------------------------------------------------------------------------
+def whatsapp_id(digits: str) -> str:
+    """The account id WhatsApp gives a number: Evolution's Brazilian rule, which the simulator plays.
+
+    A mobile outside area codes 11-30 whose subscriber number starts with 7, 8 or 9 keeps its
+    pre-2016 id without the ninth digit: ``5531988887777`` -> ``553188887777``.
+    """
+    if (
+        len(digits) == 13
+        and digits.startswith("55")
+        and int(digits[2:4]) >= 31
+        and digits[4] == "9"
+        and digits[5] >= "7"
+    ):
+        return digits[:4] + digits[5:]
+    return digits
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -498,6 +498,26 @@ def test_meta_webhook_body_is_escaped_like_graph_and_signed_as_sent(sim, receive
     )
 
 
+@pytest.mark.parametrize(
+    ("number", "account"),
+    [
+        ("5531988887777", "553188887777"),  # area code 31+, subscriber 7-9: WhatsApp's pre-2016 id
+        ("5531968887777", "5531968887777"),  # subscriber starting 6: the ninth digit stays
+        ("5521988887777", "5521988887777"),  # area codes 11-30 keep it
+        ("553133334444", "553133334444"),  # a landline
+    ],
+)
+def test_brazilian_numbers_are_addressed_as_whatsapp_does(sim, receiver, number, account):
+    connected_instance(sim, receiver)
+    subscribe_meta(sim, receiver)
+
+    assert evo_send_text(sim, number=number).json()["key"]["remoteJid"] == f"{account}@s.whatsapp.net"
+    assert meta_send_text(sim, to=number).json()["contacts"] == [{"input": number, "wa_id": account}]
+    inject(sim, instance="acme", kind="text", text="Oi", **{"from": f"+{number}"})
+    upsert = receiver.wait_for(lambda r: r.json is not None and r.json.get("event") == "messages.upsert")[0].json
+    assert upsert["data"]["key"]["remoteJid"] == f"{account}@s.whatsapp.net"
+
+
 def test_meta_send_text_over_4096_chars_answers_400(sim):
     response = meta_send_text(sim, body="x" * 4097)
 
