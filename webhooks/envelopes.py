@@ -62,7 +62,8 @@ def evolution_event_type(payload: Any, slug: str | None = None) -> str:
 def evolution_chat_key(payload: Any) -> str:
     """The chat a call is about (``data.key.remoteJid`` or ``data.remoteJid``), or ``""``.
 
-    Only a partition key: a chat named two ways (LID and phone) merely lands in two partitions.
+    A chat addressed by its LID names the phone too (``remoteJidAlt``): the phone is preferred, so
+    the customer's messages share one partition however WhatsApp addressed each of them.
     """
     data = payload.get("data") if isinstance(payload, dict) else None
     if isinstance(data, list):
@@ -70,8 +71,10 @@ def evolution_chat_key(payload: Any) -> str:
     if not isinstance(data, dict):
         return ""
     key = data.get("key")
-    chat = key.get("remoteJid") if isinstance(key, dict) else None
-    chat = chat or data.get("remoteJid")
+    source = key if isinstance(key, dict) and key.get("remoteJid") else data
+    chat, alt = source.get("remoteJid"), source.get("remoteJidAlt")
+    if isinstance(chat, str) and chat.endswith("@lid") and isinstance(alt, str) and alt.endswith("@s.whatsapp.net"):
+        return alt
     return chat if isinstance(chat, str) else ""
 
 

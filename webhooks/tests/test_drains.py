@@ -94,6 +94,11 @@ def test_chat_keys_read_from_each_envelope():
     status = json.loads(raw("evolution", "messages_update__read.json"))
     assert evolution_chat_key(status).endswith("@s.whatsapp.net")
     assert evolution_chat_key({"event": "connection.update", "data": {"state": "open"}}) == ""
+    by_lid = upsert(7, 2)[0]
+    by_lid["data"]["key"].update(remoteJid="184467440737095@lid", remoteJidAlt="5511900000007@s.whatsapp.net")
+    assert evolution_chat_key(by_lid) == "5511900000007@s.whatsapp.net"  # one customer, one partition
+    by_lid["data"]["key"].pop("remoteJidAlt")
+    assert evolution_chat_key(by_lid) == "184467440737095@lid"
     assert evolution_chat_key("not a dict") == ""
     meta = json.loads(raw("meta", "messages__text.json"))
     assert meta_chat_key(meta) == meta["entry"][0]["changes"][0]["value"]["messages"][0]["from"]
