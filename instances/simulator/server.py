@@ -10,6 +10,7 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -224,11 +225,15 @@ def run_in_thread(port: int = 0, **options: Any) -> SimulatorHandle:
     return SimulatorHandle(url=state.base_url, state=state, app=app, server=server, thread=thread)
 
 
-def serve_until_signal(handle: SimulatorHandle) -> None:
-    """Block the main thread until SIGINT or SIGTERM, then stop the server cleanly."""
+def serve_until_signal(handle: SimulatorHandle, ready: Callable[[], None] = lambda: None) -> None:
+    """Block the main thread until SIGINT or SIGTERM, then stop the server cleanly.
+
+    ``ready`` runs once the signals are handled: whoever reads its announcement may signal at once.
+    """
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        ready()
         while not stop.wait(0.5):
             pass
     finally:

@@ -162,9 +162,12 @@ class Command(BaseCommand):
         ]
         if options["host"] not in {"127.0.0.1", "localhost", "::1"}:
             lines.insert(1, f"  WARNING: bound to {options['host']}; anyone who can reach it controls the simulator")
-        self.stdout.write("\n".join(lines))
-        self.stdout.flush()
-        serve_until_signal(handle)
+
+        def announce() -> None:
+            self.stdout.write("\n".join(lines))
+            self.stdout.flush()
+
+        serve_until_signal(handle, ready=announce)
         self.stdout.write("Provider simulator stopped.")
 
     # -- subcommands ---------------------------------------------------------------------------
