@@ -27,7 +27,18 @@ class ContactForm(forms.ModelForm):
         model = Contact
         fields = ["name", "phone", "cpf", "additional1", "additional2"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.instance.phone:
+            # A customer who wrote in without showing a number: a phone may be added, not required.
+            self.fields["phone"].required = False
+            self.fields["phone"].help_text = gettext_lazy(
+                "This customer wrote in without showing a number (WhatsApp id %(id)s)."
+            ) % {"id": self.instance.whatsapp_id}
+
     def clean_phone(self):
+        if not self.cleaned_data["phone"] and not self.fields["phone"].required:
+            return None
         try:
             return normalize_phone(self.cleaned_data["phone"])
         except DjangoValidationError as exc:
@@ -65,12 +76,12 @@ class ContactImportForm(forms.Form):
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
     form = ContactForm
-    list_display = ["name", "phone", "cpf", "created_at"]
+    list_display = ["name", "phone", "whatsapp_id", "cpf", "created_at"]
     list_filter = ["created_at"]
     date_hierarchy = "created_at"
-    search_fields = ["name", "phone", "cpf"]
+    search_fields = ["name", "phone", "whatsapp_id", "cpf"]
     ordering = ["name_search", "id"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["whatsapp_id", "created_at", "updated_at"]
     change_list_template = "admin/contacts/contact/change_list.html"
 
     def get_search_results(self, request, queryset, search_term):
@@ -87,6 +98,8 @@ class ContactAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         # Writes go through the services, so admin and API keep the same rules.
         fields = {name: form.cleaned_data.get(name) for name in ContactForm.Meta.fields}
+        if fields["phone"] is None:
+            del fields["phone"]  # still unknown: left as it is
         if change:
             saved = services.update_contact(contact=obj, **fields)
         else:

@@ -60,7 +60,10 @@ def _additional(**kwargs) -> serializers.CharField:
 class ContactOutput(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
-    phone = serializers.CharField(help_text=_("E.164, e.g. +5514999999999."))
+    phone = serializers.CharField(
+        allow_null=True,
+        help_text=_("E.164, e.g. +5514999999999; null for a customer who wrote in without showing a number."),
+    )
     cpf = EmptyAsNull(allow_null=True, help_text=_("Eleven digits, or null."))
     additional1 = serializers.CharField(allow_null=True)
     additional2 = serializers.CharField(allow_null=True)

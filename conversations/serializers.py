@@ -18,7 +18,11 @@ class ConversationOutput(serializers.Serializer):
     id = serializers.UUIDField()
     contactId = serializers.UUIDField(source="contact_id")
     contactName = serializers.CharField(source="contact.name")
-    contactPhone = serializers.CharField(source="contact.phone", help_text=_("E.164, e.g. +5514999999999."))
+    contactPhone = serializers.CharField(
+        source="contact.phone",
+        allow_null=True,
+        help_text=_("E.164, e.g. +5514999999999; null for a customer who wrote in without showing a number."),
+    )
     serviceInstanceId = serializers.UUIDField(source="service_instance_id")
     serviceInstanceName = serializers.CharField(source="service_instance.name")
     operatorId = serializers.UUIDField(source="operator_id", allow_null=True)

@@ -156,6 +156,24 @@ def test_admin_change_contact_keeps_its_own_phone(staff_client):
     assert (contact.name, contact.name_search, contact.phone) == ("Maria José", "maria jose", "+5514999999999")
 
 
+def test_admin_change_contact_known_only_by_whatsapp_id_may_leave_the_phone_empty(staff_client):
+    contact = ContactFactory(name="Lia", phone=None, whatsapp_id="BR.13491208655302741918")
+    change = f"{CHANGELIST}{contact.pk}/change/"
+
+    page = staff_client.get(change)
+    assert page.status_code == 200 and "BR.13491208655302741918" in page.content.decode()
+    response = staff_client.post(change, _contact_form(name="Lia Prado", phone=""))
+
+    assert response.status_code == 302, _form_errors(response)
+    contact.refresh_from_db()
+    assert (contact.name, contact.phone) == ("Lia Prado", None)
+    assert staff_client.post(change, _contact_form(name="Lia Prado", phone="(14) 99999-1234")).status_code == 302
+    contact.refresh_from_db()
+    assert (contact.phone, contact.whatsapp_id) == ("+5514999991234", "BR.13491208655302741918")
+    # Once known, the phone is required again: it cannot be blanked out.
+    assert _form_errors(staff_client.post(change, _contact_form(phone=""))) == {"phone": ["Este campo é obrigatório."]}
+
+
 def test_admin_change_contact_to_a_taken_phone_is_refused(staff_client):
     ContactFactory(phone="+5514999999999")
     contact = ContactFactory(phone="+5514999999998")

@@ -434,6 +434,19 @@ def test_update_contact_changes_only_the_fields_sent(request, client_name):
     assert contact.updated_at > created
 
 
+def test_contact_known_only_by_whatsapp_id_is_listed_without_phone_and_can_get_one(admin_client):
+    # A customer who wrote in hiding their number: listed with phone null until someone adds it.
+    contact = ContactFactory(name="Lia", phone=None, whatsapp_id="BR.13491208655302741918")
+
+    (listed,) = admin_client.get(CONTACTS, {"search": "lia"}).json()
+    assert (listed["id"], listed["phone"]) == (str(contact.pk), None)
+    response = admin_client.patch(_detail(contact.pk), {"phone": "(14) 99999-1234"}, format="json")
+
+    assert response.status_code == 200 and response.json()["phone"] == "+5514999991234"
+    contact.refresh_from_db()
+    assert (contact.phone, contact.whatsapp_id) == ("+5514999991234", "BR.13491208655302741918")
+
+
 def test_update_contact_null_clears_optional_fields(admin_client):
     contact = ContactFactory(cpf="12345678909", additional1="Info1", additional2="Info2")
 

@@ -240,7 +240,7 @@ class Delivery:
 
 def _send_text(adapter: ProviderAdapter, message: Message) -> SentMessage:
     return adapter.send_text(
-        to=message.conversation.contact.phone,
+        to=message.conversation.contact.address,
         text=message.content,
         quoted_provider_id=message.quoted_external_id or None,
     )

@@ -443,18 +443,55 @@ def test_apply_inbound_meta_group_message_is_skipped(meta_instance):
 
 
 @pytest.mark.parametrize(
-    ("provider", "fixture"),
+    ("provider", "fixture", "user_id", "name", "text"),
     [
-        (Provider.EVOLUTION_API, "messages_upsert__lid_chat_without_phone"),
-        (Provider.OFFICIAL_META, "messages__bsuid_only_sender"),
+        (
+            Provider.EVOLUTION_API,
+            "messages_upsert__lid_chat_without_phone",
+            "200000000000001@lid",
+            "Cliente Sem Número",
+            "Olá",
+        ),
+        (Provider.OFFICIAL_META, "messages__bsuid_only_sender", "BR.13491208655302741918", "Lia", "Oi, sou a Lia"),
     ],
 )
-def test_apply_inbound_without_phone_is_skipped_with_a_warning(db, provider, fixture, caplog):
+def test_apply_inbound_without_phone_reaches_a_contact_known_by_its_whatsapp_id(
+    db, provider, fixture, user_id, name, text, captured_events, commit
+):
+    # Users with a username (Meta) or a chat addressed by LID only (Evolution): no phone, and still
+    # a customer whose message must land.
     instance = ServiceInstanceFactory(provider=provider)
     before = inbound.skipped_count(inbound.SKIP_NO_PHONE)
 
-    with caplog.at_level(logging.WARNING, logger="conversations.services.inbound"):
+    with commit():
         apply(instance, *parsed(instance, fixture))
+        apply(instance, *parsed(instance, fixture))  # a replay changes nothing
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id, contact.name) == (None, user_id, name)
+    message = Message.objects.select_related("conversation").get()
+    assert (message.content, message.direction, message.conversation.contact_id) == (text, "INBOUND", contact.pk)
+    assert inbound.skipped_count(inbound.SKIP_NO_PHONE) == before
+    updated = [data for event, data, _groups in captured_events if event == "conversation:updated"]
+    assert [(data["contactName"], data["contactPhone"]) for data in updated] == [(name, None)]
+
+
+def test_apply_inbound_by_whatsapp_id_and_by_phone_in_one_batch(instance):
+    by_id = customer(1, "LID-1", phone=None, chat_id="200000000000001@lid", user_id="200000000000001@lid")
+    also_by_id = customer(1, "LID-2", phone=None, chat_id="200000000000001@lid", user_id="200000000000001@lid")
+
+    inbound.apply_provider_events(instance=instance, events=[by_id, customer(2, "PN-1"), also_by_id])
+
+    counts = dict(Conversation.objects.values_list("contact__whatsapp_id", "message_count"))
+    assert counts == {"200000000000001@lid": 2, None: 1}
+    assert Contact.objects.get(whatsapp_id="200000000000001@lid").name == "Cliente 1"
+
+
+def test_apply_inbound_with_neither_phone_nor_whatsapp_id_is_skipped_with_a_warning(instance, caplog):
+    before = inbound.skipped_count(inbound.SKIP_NO_PHONE)
+
+    with caplog.at_level(logging.WARNING, logger="conversations.services.inbound"):
+        apply(instance, inbound_event(phone=None, user_id=None))
 
     assert Message.objects.count() == Contact.objects.count() == 0
     assert "conversations.inbound.no_phone" in caplog.messages
@@ -1040,15 +1077,12 @@ def test_apply_presence_and_connection_events_touch_nothing(
 EVOLUTION_MESSAGES = sorted(
     path.stem
     for path in (PAYLOADS / "evolution").glob("messages_upsert__*.json")
-    if "group" not in path.stem
-    and "poll" not in path.stem
-    and "without_phone" not in path.stem
-    and "view_once" not in path.stem
+    if "group" not in path.stem and "poll" not in path.stem and "view_once" not in path.stem
 )
 META_MESSAGES = sorted(
     path.stem
     for path in (PAYLOADS / "meta").glob("messages__*.json")
-    if path.stem not in {"messages__group_text", "messages__bsuid_only_sender", "messages__edit", "messages__revoke"}
+    if path.stem not in {"messages__group_text", "messages__edit", "messages__revoke"}
 )
 
 

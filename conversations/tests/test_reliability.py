@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count
 
 from accounts.models import Role
+from contacts.models import Contact
 from conversations.models import (
     ChatStatus,
     Conversation,
@@ -324,6 +325,40 @@ def test_full_flow_customer_text_to_closed_conversation(sim, workers, console, c
         if entry["result"] != "skipped" and entry["event"] != "qrcode.updated"
     }
     assert {status for _event, status in answered} == {200}, answered
+
+
+def test_a_customer_who_hides_their_number_is_answered_at_their_whatsapp_id(sim, workers, console):
+    worker = workers()
+    admin, operator = console(Role.ADMIN), console(Role.OPERATOR)
+    _connect_number(admin, sim, "loja-lid", "5514988887777", worker)
+    spec = {"instance": "loja-lid", "from": "+5514997651111", "name": "Cliente Discreta", "hidePhone": True}
+    _control(sim, "POST", "inbound", json={**spec, "kind": "text", "text": "Oi, sem número por aqui"})
+
+    def queued():
+        rows = operator.get("/api/conversations/queue")
+        return [row for row in rows if row["contactName"] == "Cliente Discreta"] if rows else None
+
+    (conversation,) = _eventually(queued, timeout=20, failure=lambda: f"nothing queued: {worker.tail()}")
+    assert conversation["contactPhone"] is None
+    operator.call(
+        "PATCH", f"/api/conversations/{conversation['id']}/assign", 200, json={"operatorId": operator.user_id}
+    )
+    sent = operator.call(
+        "POST", "/api/messages/send", 201, json={"conversationId": conversation["id"], "content": "Olá! Como ajudo?"}
+    )
+
+    def read():
+        message = operator.get(f"/api/messages/{sent['id']}")
+        assert message["status"] not in (MessageStatus.FAILED, MessageStatus.UNCERTAIN), message
+        return message if message["status"] == MessageStatus.READ else None
+
+    _eventually(read, timeout=30, failure=lambda: f"never read: {worker.tail()}")
+    (provider_copy,) = _control(sim, "GET", "state")["sent"]
+    assert provider_copy["to"].endswith("@lid")
+    contact = Contact.objects.get(name="Cliente Discreta")
+    assert (contact.phone, contact.whatsapp_id) == (None, provider_copy["to"])
+    # The echo of our answer came back addressed to the LID too, and was merged, not stored again.
+    assert operator.get(f"/api/conversations/{conversation['id']}")["messageCount"] == 2
 
 
 # ------------------------------------------------------------------------------

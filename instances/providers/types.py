@@ -233,6 +233,9 @@ class InboundMessage:
     referral: dict[str, Any] | None = None
     unsupported_reason: str | None = None
     raw_type: str = ""
+    # WhatsApp's own id for the customer, which is all there is when it hides the phone: a Meta
+    # business-scoped user id ("BR.1349...") or an Evolution LID ("1844...@lid"). None for groups.
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ The spec is the ``POST /_sim/inbound`` body: ``instance`` (Evolution) or ``phone
 ``from``, ``kind`` (text, image, video, audio, voice, document, location, reaction, sticker,
 contact) and optional ``text``/``caption``, ``name``, ``group``, ``groupId``, ``reactTo``,
 ``emoji``, ``replyTo``, ``fileName``, ``latitude``/``longitude``/``locationName``/``address``,
-``contactName``/``contactPhone``, ``addressing`` (``pn``/``lid``) and, Evolution only, ``fromMe``
-(a message typed on the phone itself).
+``contactName``/``contactPhone``, ``addressing`` (``pn``/``lid``), ``hidePhone`` (the customer's
+number is not shown: Meta names them by a business-scoped user id, Evolution by the LID alone) and,
+Evolution only, ``fromMe`` (a message typed on the phone itself).
 """
 
 import hashlib
@@ -91,6 +92,9 @@ def inject_evolution(api: EvolutionAPI, spec: dict[str, Any]) -> dict[str, Any]:
             "addressingMode": addressing,
         }
     else:
+        hidden = bool(spec.get("hidePhone"))
+        if hidden:
+            addressing = "lid"
         chat = lid if addressing == "lid" else phone_jid
         key = {
             "remoteJid": chat,
@@ -99,6 +103,8 @@ def inject_evolution(api: EvolutionAPI, spec: dict[str, Any]) -> dict[str, Any]:
             "id": key_id,
             "addressingMode": addressing,
         }
+        if hidden:
+            del key["remoteJidAlt"]
     message_type, content, blob = _evolution_content(instance, kind, spec, chat, key_id, group)
     message = {"conversation": content} if message_type == "conversation" else {message_type: content}
     message["messageContextInfo"] = p.message_context_info()
@@ -249,7 +255,9 @@ def inject_meta(meta: MetaAPI, spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("fromMe"):
         raise InboundError(400, "fromMe is Evolution-only (Meta echoes are not simulated)")
     wamid = mp.new_wamid(digits, inbound=True)
-    message: dict[str, Any] = {"from": digits, "id": wamid, "timestamp": str(int(spec.get("timestamp") or now_ts()))}
+    hidden = bool(spec.get("hidePhone"))
+    sender = {"from_user_id": mp.user_id_for(digits)} if hidden else {"from": digits}
+    message: dict[str, Any] = {**sender, "id": wamid, "timestamp": str(int(spec.get("timestamp") or now_ts()))}
     text = spec.get("text")
     media_id = None
     if kind == "text":
@@ -309,7 +317,11 @@ def inject_meta(meta: MetaAPI, spec: dict[str, Any]) -> dict[str, Any]:
         message["context"] = {"from": number.display_phone_number, "id": spec["replyTo"]}
     if spec.get("group") or spec.get("groupId"):
         message["group_id"] = str(spec.get("groupId") or "120363" + number.phone_id[-12:])
-    value = {"contacts": [{"profile": {"name": name}, "wa_id": digits}], "messages": [message]}
+    if hidden:
+        profile = {"profile": {"name": name, "username": f"@cliente.{digits[-4:]}"}, "user_id": mp.user_id_for(digits)}
+    else:
+        profile = {"profile": {"name": name}, "wa_id": digits}
+    value = {"contacts": [profile], "messages": [message]}
     with state.lock:
         state.inbound.append(
             {"provider": "meta", "phoneId": phone_id, "id": wamid, "from": digits, "kind": kind, "at": now_iso()}

@@ -186,18 +186,19 @@ class MetaAPI:
                 raise invalid("(#100) The parameter message_id is required.")
             return json_response(200, {"success": True})
         to = "".join(ch for ch in str(body.get("to") or "") if ch.isdigit())
-        if not to:
+        user_id = str(body.get("recipient") or "") if not to else ""
+        if not to and not user_id:
             raise invalid("(#100) The parameter to is required.")
         kind = body.get("type") or "text"
         if kind not in SEND_TYPES:
             raise invalid(f'(#100) Param type must be one of {{{", ".join(sorted(SEND_TYPES))}}} - got "{kind}".')
         self._validate(kind, body.get(kind))
-        wamid = mp.new_wamid(to)
+        wamid = mp.new_wamid(to or user_id)
         record = {
             "provider": "meta",
             "phoneId": number.phone_id,
             "id": wamid,
-            "to": to,
+            "to": to or user_id,
             "type": kind,
             "status": "accepted",
             "at": now_iso(),
@@ -213,7 +214,11 @@ class MetaAPI:
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": str(body["to"]), "wa_id": whatsapp_id(to)}],
+                "contacts": [
+                    {"input": str(body["to"]), "wa_id": whatsapp_id(to)}
+                    if to
+                    else {"input": user_id, "user_id": user_id}
+                ],
                 "messages": [message],
             },
         )

@@ -1,6 +1,7 @@
 """WhatsApp Cloud API bodies: ids, Graph errors, the webhook envelope, statuses and inbound messages."""
 
 import base64
+import hashlib
 import secrets
 from typing import Any
 
@@ -64,6 +65,11 @@ def envelope(number: MetaNumber, value: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def user_id_for(digits: str) -> str:
+    """A stable fake business-scoped user id (BSUID) for a customer who hides their number."""
+    return f"BR.{int(hashlib.sha256(digits.encode()).hexdigest()[:16], 16) % 10**20:020d}"
+
+
 def status_object(
     wamid: str,
     status: str,
@@ -74,7 +80,9 @@ def status_object(
     errors: list[dict[str, Any]] | None = None,
     biz_opaque: str | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(now_ts()), "recipient_id": recipient}
+    # A send to a business-scoped user id is reported with recipient_user_id instead of recipient_id.
+    recipient_key = "recipient_id" if recipient.isdigit() else "recipient_user_id"
+    body: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(now_ts()), recipient_key: recipient}
     if biz_opaque:
         body["biz_opaque_callback_data"] = biz_opaque
     if status == "failed":

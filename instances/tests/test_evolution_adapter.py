@@ -1561,7 +1561,7 @@ def test_parse_webhook_lid_chat_with_phone_alt_uses_the_phone_jid():
 def test_parse_webhook_lid_chat_without_phone_keeps_the_lid():
     message = parse_one("messages_upsert__lid_chat_without_phone.json")
 
-    assert message.chat_id == "200000000000001@lid"
+    assert message.chat_id == message.user_id == "200000000000001@lid"
     assert message.phone is None
     assert message.contact_name == "Cliente Sem Número"
 

@@ -1301,7 +1301,7 @@ def test_parse_webhook_messages__bsuid_only_sender():
     message = only(parse("messages__bsuid_only_sender.json"))
 
     assert message.phone is None
-    assert message.chat_id == "BR.13491208655302741918"
+    assert message.chat_id == message.user_id == "BR.13491208655302741918"
     assert message.contact_name == "Lia"
     assert message.text == "Oi, sou a Lia"
 

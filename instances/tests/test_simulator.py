@@ -518,6 +518,32 @@ def test_brazilian_numbers_are_addressed_as_whatsapp_does(sim, receiver, number,
     assert upsert["data"]["key"]["remoteJid"] == f"{account}@s.whatsapp.net"
 
 
+def test_customers_who_hide_their_number_are_named_by_whatsapp_ids_both_ways(sim, receiver):
+    connected_instance(sim, receiver)
+    subscribe_meta(sim, receiver)
+
+    inject(sim, instance="acme", kind="text", text="Oi", hidePhone=True, **{"from": CUSTOMER})
+    key = receiver.wait_for(lambda r: r.json is not None and r.json.get("event") == "messages.upsert")[0].json["data"]
+    assert key["key"]["remoteJid"].endswith("@lid") and "remoteJidAlt" not in key["key"]
+    inject(sim, phoneId=PHONE_ID, kind="text", text="Oi", hidePhone=True, **{"from": CUSTOMER})
+    value = receiver.meta()[0].json["entry"][0]["changes"][0]["value"]
+    user_id = value["messages"][0]["from_user_id"]
+    assert user_id.startswith("BR.") and "from" not in value["messages"][0]
+    assert value["contacts"][0]["user_id"] == user_id and "wa_id" not in value["contacts"][0]
+
+    answer = requests.post(
+        f"{sim.url}/v23.0/{PHONE_ID}/messages",
+        json={"messaging_product": "whatsapp", "recipient": user_id, "type": "text", "text": {"body": "Olá"}},
+        headers=META_TOKEN,
+        timeout=5,
+    ).json()
+    assert answer["contacts"] == [{"input": user_id, "user_id": user_id}]
+    values = [r.json["entry"][0]["changes"][0]["value"] for r in receiver.meta(count=4)]
+    statuses = [value["statuses"][0] for value in values if "statuses" in value]
+    expected = [(status, user_id) for status in ("sent", "delivered", "read")]
+    assert [(s["status"], s["recipient_user_id"]) for s in statuses] == expected
+
+
 def test_meta_send_text_over_4096_chars_answers_400(sim):
     response = meta_send_text(sim, body="x" * 4097)
 

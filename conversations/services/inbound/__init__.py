@@ -35,10 +35,19 @@ from django.conf import settings
 from django.utils import translation
 
 from conversations.services.inbound.common import SKIP_GROUP, SKIP_NO_PHONE, skipped_count
-from conversations.services.inbound.contacts import apply_contact_update, customer_phone, is_placeholder_name
+from conversations.services.inbound.contacts import (
+    apply_contact_update,
+    customer_address,
+    customer_phone,
+    is_placeholder_name,
+)
 from conversations.services.inbound.content import message_fields
 from conversations.services.inbound.edits import apply_message_edited, apply_message_revoked
-from conversations.services.inbound.messages import _plain_inbound_phone, apply_inbound_message, store_customer_messages
+from conversations.services.inbound.messages import (
+    _plain_inbound_address,
+    apply_inbound_message,
+    store_customer_messages,
+)
 from conversations.services.inbound.statuses import (
     apply_early_statuses,
     apply_status_update,
@@ -66,6 +75,7 @@ __all__ = [
     "apply_provider_event",
     "apply_provider_events",
     "apply_status_update",
+    "customer_address",
     "customer_phone",
     "failure_details",
     "forget_stale_early_statuses",
@@ -86,9 +96,9 @@ def apply_provider_events(*, instance: ServiceInstance, events: list[ProviderEve
     with translation.override(settings.LANGUAGE_CODE):
         run: list[tuple[InboundMessage, str]] = []
         for event in events:
-            phone = _plain_inbound_phone(event)
-            if phone is not None:
-                run.append((event, phone))
+            address = _plain_inbound_address(event)
+            if address is not None:
+                run.append((event, address))
                 continue
             if run:
                 store_customer_messages(instance=instance, items=run)

@@ -9,7 +9,7 @@ from contacts.models import Contact
 from conversations import events
 from conversations.models import ChatStatus, Conversation, Direction, Message, MessageStatus, Via
 from conversations.services.inbound.common import SKIP_GROUP, SKIP_NO_PHONE, _aware, _one, _skip, logger
-from conversations.services.inbound.contacts import _lock_contact, _lock_contacts, customer_phone
+from conversations.services.inbound.contacts import _lock_contact, _lock_contacts, customer_address
 from conversations.services.inbound.content import message_fields
 from conversations.services.inbound.echoes import _match_echo
 from conversations.services.inbound.statuses import apply_early_statuses
@@ -22,24 +22,24 @@ _COUNTER_FIELDS = ["message_count", "last_message_at", "last_inbound_at", "last_
 def apply_inbound_message(*, instance: ServiceInstance, event: InboundMessage) -> Message | None:
     """Store a message of a chat once; returns the stored or matched row, ``None`` if skipped or known.
 
-    Group messages and senders without a usable phone are skipped (logged and counted): a
-    conversation belongs to one contact, and contacts are E.164 phones.
+    Group messages and senders with neither a usable phone nor a WhatsApp id are skipped (logged and
+    counted): a conversation belongs to one contact, found by its address (``customer_address``).
     """
     if event.is_group:
         _skip(SKIP_GROUP, instance=instance, event=event)
         return None
-    phone = customer_phone(event.phone)
-    if phone is None:
+    address = customer_address(event)
+    if address is None:
         _skip(SKIP_NO_PHONE, instance=instance, event=event)
         return None
     if not event.from_me and event.provider_message_id:  # a customer's message: the batch path
-        stored = store_customer_messages(instance=instance, items=[(event, phone)])
+        stored = store_customer_messages(instance=instance, items=[(event, address)])
         return stored[0] if stored else None
     timestamp = _aware(event.timestamp)
     fields = message_fields(event)
     with transaction.atomic():
         # The business's own words carry the business's push name, not the contact's.
-        contact = _lock_contact(phone=phone, push_name=None if event.from_me else event.contact_name)
+        contact = _lock_contact(address=address, push_name=None if event.from_me else event.contact_name)
         if event.from_me:
             echoed = _match_echo(instance=instance, contact=contact, event=event, fields=fields, timestamp=timestamp)
             if echoed is not None:
@@ -47,33 +47,33 @@ def apply_inbound_message(*, instance: ServiceInstance, event: InboundMessage) -
         return _insert_message(instance=instance, contact=contact, event=event, fields=fields, timestamp=timestamp)
 
 
-def _plain_inbound_phone(event: ProviderEvent) -> str | None:
-    """The customer's E.164 when ``event`` is a customer's own message in a one-to-one chat."""
+def _plain_inbound_address(event: ProviderEvent) -> str | None:
+    """The customer's address when ``event`` is a customer's own message in a one-to-one chat."""
     if not isinstance(event, InboundMessage) or event.from_me or event.is_group or not event.provider_message_id:
         return None
-    return customer_phone(event.phone)
+    return customer_address(event)
 
 
 def store_customer_messages(*, instance: ServiceInstance, items: list[tuple[InboundMessage, str]]) -> list[Message]:
-    """Store customers' messages (``(event, E.164)`` pairs, in arrival order) with a fixed number of queries.
+    """Store customers' messages (``(event, address)`` pairs, in arrival order) with a fixed number of queries.
 
     Returns the stored rows; a provider id already stored (or repeated in ``items``) is skipped.
     Each message goes to its contact's OPEN conversation on ``instance``, or opens one.
     """
     seen: set[str] = set()
     unique = []  # first occurrence of each id, in arrival order
-    for event, phone in items:
+    for event, address in items:
         if event.provider_message_id not in seen:
             seen.add(event.provider_message_id)
-            unique.append((event, phone))
+            unique.append((event, address))
     with transaction.atomic(savepoint=False):
         contacts = _lock_contacts(unique)
         known = set(
             Message.objects.filter(
-                service_instance=instance, external_id__in=[event.provider_message_id for event, _phone in unique]
+                service_instance=instance, external_id__in=[event.provider_message_id for event, _address in unique]
             ).values_list("external_id", flat=True)
         )
-        fresh = [(event, phone) for event, phone in unique if event.provider_message_id not in known]
+        fresh = [(event, address) for event, address in unique if event.provider_message_id not in known]
         if not fresh:
             return []
         conversations = {
@@ -81,15 +81,15 @@ def store_customer_messages(*, instance: ServiceInstance, items: list[tuple[Inbo
             for conversation in Conversation.objects.select_for_update(of=("self",))
             .select_related("operator")
             .filter(
-                contact__in=[contacts[phone] for _event, phone in fresh],
+                contact__in=[contacts[address] for _event, address in fresh],
                 service_instance=instance,
                 status=ChatStatus.OPEN,
             )
             .order_by()
         }
         opened, messages = [], []
-        for event, phone in fresh:
-            contact = contacts[phone]
+        for event, address in fresh:
+            contact = contacts[address]
             timestamp = _aware(event.timestamp)
             message = Message(
                 service_instance=instance,

@@ -91,6 +91,11 @@ class Command(BaseCommand):
         say.add_argument("--file-name", help="document file name")
         say.add_argument("--from-me", action="store_true", help="Evolution: typed on the phone itself")
         say.add_argument("--addressing", choices=("pn", "lid"), help="Evolution key addressing mode")
+        say.add_argument(
+            "--hide-phone",
+            action="store_true",
+            help="the customer hides their number (Meta: business-scoped user id; Evolution: LID only)",
+        )
 
         scan.add_argument("--instance", required=True)
         scan.add_argument("--number", help="the phone's number (default: from create, or a stable fake)")
@@ -194,6 +199,7 @@ class Command(BaseCommand):
                 "fileName": options["file_name"],
                 "fromMe": options["from_me"] or None,
                 "addressing": options["addressing"],
+                "hidePhone": options["hide_phone"] or None,
             },
         )
 

@@ -162,6 +162,7 @@ def _parse_message(message: Mapping[str, Any], contacts: _ContactIndex) -> Provi
         "forwarded": bool(context.get("forwarded") or context.get("frequently_forwarded")),
         "referral": _plain(message.get("referral")) if isinstance(message.get("referral"), Mapping) else None,
         "raw_type": msg_type,
+        "user_id": None if group_id else (user_id or None),
     }
     return InboundMessage(**common, **_content(msg_type, body, message))
 
