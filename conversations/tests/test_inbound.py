@@ -487,6 +487,86 @@ def test_apply_inbound_by_whatsapp_id_and_by_phone_in_one_batch(instance):
     assert Contact.objects.get(whatsapp_id="200000000000001@lid").name == "Cliente 1"
 
 
+LID = "184467440737095@lid"
+
+
+def test_apply_inbound_records_the_whatsapp_id_that_came_with_the_phone(instance):
+    apply(instance, inbound_event(provider_message_id="PN-1", user_id=LID))
+    apply(instance, inbound_event(provider_message_id="LID-1", phone=None, chat_id=LID, user_id=LID))
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id) == (PHONE, LID)
+    assert Conversation.objects.get().message_count == 2
+
+
+def test_apply_inbound_a_contact_known_by_id_gets_the_phone_when_it_shows(instance):
+    apply(
+        instance, inbound_event(provider_message_id="LID-1", phone=None, chat_id=LID, user_id=LID, contact_name="Ana")
+    )
+    apply(instance, inbound_event(provider_message_id="PN-1", user_id=LID, contact_name="Ana"))
+    apply(instance, inbound_event(provider_message_id="PN-2", user_id=None, contact_name="Ana"))
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id, contact.name) == (PHONE, LID, "Ana")
+    assert Conversation.objects.get().message_count == 3
+
+
+def test_apply_inbound_both_ways_in_one_batch_for_a_new_customer_is_one_contact(instance):
+    events_ = [
+        inbound_event(provider_message_id="LID-1", phone=None, chat_id=LID, user_id=LID),
+        inbound_event(provider_message_id="PN-1", user_id=LID),
+    ]
+
+    inbound.apply_provider_events(instance=instance, events=events_)
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id) == (PHONE, LID)
+    assert Conversation.objects.get().message_count == 2
+
+
+def test_apply_inbound_two_contacts_of_one_person_are_left_as_they_are(instance):
+    by_phone = ContactFactory(phone=PHONE, name="Maria")
+    by_id = ContactFactory(phone=None, whatsapp_id=LID, name="Maria (sem número)")
+
+    apply(instance, inbound_event(provider_message_id="PN-1", user_id=LID))
+
+    assert Conversation.objects.get().contact == by_phone
+    by_phone.refresh_from_db()
+    by_id.refresh_from_db()
+    assert (by_phone.whatsapp_id, by_id.phone) == (None, None)
+
+
+def test_apply_inbound_meta_user_id_next_to_the_phone_keeps_one_contact(meta_instance):
+    text = (PAYLOADS / "meta" / "messages__text.json").read_text()
+    both = json.loads(text.replace('"wa_id": "5511900000001"', '"wa_id": "5511900000001", "user_id": "BR.777"'))
+    hidden = json.loads(
+        (PAYLOADS / "meta" / "messages__bsuid_only_sender.json")
+        .read_text()
+        .replace("BR.13491208655302741918", "BR.777")
+    )
+    adapter = real_adapter_class(meta_instance.provider)
+
+    apply(meta_instance, *adapter.parse_webhook(both))
+    apply(meta_instance, *adapter.parse_webhook(hidden))
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id) == (PHONE, "BR.777")
+    assert Conversation.objects.get().message_count == 2
+
+
+def test_apply_inbound_evolution_lid_next_to_the_phone_keeps_one_contact(instance):
+    apply(instance, *parsed(instance, "messages_upsert__text"))  # remoteJid phone, remoteJidAlt LID
+    alone = json.loads((PAYLOADS / "evolution" / "messages_upsert__text.json").read_text())
+    alone["data"]["key"].update(remoteJid=LID, id="LID-ONLY-1")
+    alone["data"]["key"].pop("remoteJidAlt")
+
+    apply(instance, *real_adapter_class(instance.provider).parse_webhook(alone))
+
+    contact = Contact.objects.get()
+    assert (contact.phone, contact.whatsapp_id) == (PHONE, LID)
+    assert Conversation.objects.get().message_count == 2
+
+
 def test_apply_inbound_with_neither_phone_nor_whatsapp_id_is_skipped_with_a_warning(instance, caplog):
     before = inbound.skipped_count(inbound.SKIP_NO_PHONE)
 

@@ -1342,6 +1342,7 @@ def test_parse_webhook_text_message():
         timestamp=datetime(2025, 11, 23, 12, 13, 20, tzinfo=UTC),
         text="Oi! Meu pedido ainda não chegou 😕",
         raw_type="conversation",
+        user_id="184467440737095@lid",  # remoteJidAlt: WhatsApp's id for Maria, kept next to her phone
     )
 
 

@@ -9,7 +9,7 @@ from contacts.models import Contact
 from conversations import events
 from conversations.models import ChatStatus, Conversation, Direction, Message, MessageStatus, Via
 from conversations.services.inbound.common import SKIP_GROUP, SKIP_NO_PHONE, _aware, _one, _skip, logger
-from conversations.services.inbound.contacts import _lock_contact, _lock_contacts, customer_address
+from conversations.services.inbound.contacts import _lock_contacts, customer_address
 from conversations.services.inbound.content import message_fields
 from conversations.services.inbound.echoes import _match_echo
 from conversations.services.inbound.statuses import apply_early_statuses
@@ -39,7 +39,7 @@ def apply_inbound_message(*, instance: ServiceInstance, event: InboundMessage) -
     fields = message_fields(event)
     with transaction.atomic():
         # The business's own words carry the business's push name, not the contact's.
-        contact = _lock_contact(address=address, push_name=None if event.from_me else event.contact_name)
+        contact = _lock_contacts([(event, address)], named=not event.from_me)[address]
         if event.from_me:
             echoed = _match_echo(instance=instance, contact=contact, event=event, fields=fields, timestamp=timestamp)
             if echoed is not None:

@@ -60,6 +60,11 @@ def preferred(jid: Any, alt: Any) -> str | None:
     return canonical(primary) if primary else (canonical(alternative) if alternative else None)
 
 
+def lid_of(jid: Any, alt: Any) -> str | None:
+    """The LID form of an address, whichever of the two Evolution gave carries it."""
+    return next((canonical(value) for value in (jid, alt) if is_jid(value) and is_lid(value) and user(value)), None)
+
+
 def canonical(jid: str) -> str:
     """Drop a ``:device`` suffix from a user JID (``5511…:12@s.whatsapp.net``)."""
     if is_group(jid) or ":" not in jid:

@@ -239,7 +239,7 @@ def parse_record(record: Any, *, from_me: bool | None = None) -> InboundMessage 
         participant_name=push_name if is_group else None,
         forwarded=context.get("isForwarded") is True or (to_int(context.get("forwardingScore")) or 0) > 0,
         raw_type=kind,
-        user_id=chat_id if not is_group and jids.is_lid(chat_id) else None,
+        user_id=None if is_group else jids.lid_of(key.get("remoteJid"), key.get("remoteJidAlt")),
         **fields,
     )
 

@@ -107,6 +107,11 @@ class _ContactIndex:
                 if _text(contact.get(key)):
                     self.by_id.setdefault(_text(contact.get(key)), contact)
 
+    def user_id_for(self, wa_id: str | None) -> str | None:
+        """The business-scoped user id listed next to ``wa_id`` (2026 webhooks carry both)."""
+        contact = self.by_id.get(wa_id) if wa_id else None
+        return (_text(contact.get("user_id")) or None) if contact else None
+
     def name_for(self, *ids: str | None) -> str | None:
         contact = next((self.by_id[i] for i in ids if i and i in self.by_id), None)
         if contact is None and len(self.items) == 1:
@@ -162,7 +167,7 @@ def _parse_message(message: Mapping[str, Any], contacts: _ContactIndex) -> Provi
         "forwarded": bool(context.get("forwarded") or context.get("frequently_forwarded")),
         "referral": _plain(message.get("referral")) if isinstance(message.get("referral"), Mapping) else None,
         "raw_type": msg_type,
-        "user_id": None if group_id else (user_id or None),
+        "user_id": None if group_id else (user_id or contacts.user_id_for(wa_id)),
     }
     return InboundMessage(**common, **_content(msg_type, body, message))
 
