@@ -23,6 +23,9 @@ instance.set_webhook_secret(secret)
 instance.save()
 print(secret)
 ' | tail -n 1)
+# Each run starts from the same tables: without this, the rows deleted above stay as dead tuples
+# and every run is slower than the one before.
+psql -q "$DATABASE_URL" -c "VACUUM ANALYZE webhooks_webhookevent, conversations_message, conversations_conversation, contacts_contact"
 redis-cli -n "${REDIS_URL##*/}" flushdb >/dev/null
 .venv/bin/gunicorn elsehub.wsgi -w 2 -b "127.0.0.1:$port" --log-level warning &
 server=$!
