@@ -666,6 +666,19 @@ def test_apply_contact_update_creates_no_contact_and_ignores_groups_and_lids(ins
     assert Contact.objects.count() == 0
 
 
+def test_apply_contact_update_names_a_contact_known_by_its_lid(instance):
+    carla = ContactFactory(phone=None, whatsapp_id="98765432109876@lid", name="98765432109876@lid")
+    typed = ContactFactory(phone=None, whatsapp_id="11111111111111@lid", name="Cliente VIP")
+
+    apply(instance, *parsed(instance, "contacts_update__array_with_pictures"))
+    apply(instance, ContactUpdate(chat_id="11111111111111@lid", phone=None, name="Outro", user_id=typed.whatsapp_id))
+
+    carla.refresh_from_db()
+    typed.refresh_from_db()
+    assert (carla.name, typed.name) == ("Carla Souza", "Cliente VIP")
+    assert Contact.objects.count() == 2
+
+
 # ------------------------------------------------------------------------------
 # Messages typed on the phone (from_me)
 # ------------------------------------------------------------------------------

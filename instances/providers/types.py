@@ -282,6 +282,7 @@ class ContactUpdate:
     phone: str | None
     name: str | None
     picture_url: str | None = None
+    user_id: str | None = None  # WhatsApp's own id for the contact (see InboundMessage.user_id)
 
 
 @dataclass(frozen=True)

@@ -1851,7 +1851,7 @@ def test_parse_webhook_contacts_update_array_with_lid_and_group():
             name="Maria Silva",
             picture_url="https://pps.whatsapp.net/v/t61.24694-24/maria_n.jpg?oe=6930B2C3",
         ),
-        ContactUpdate(chat_id="98765432109876@lid", phone=None, name="Carla Souza"),
+        ContactUpdate(chat_id="98765432109876@lid", phone=None, name="Carla Souza", user_id="98765432109876@lid"),
         ContactUpdate(chat_id=GROUP_JID, phone=None, name="Clientes VIP"),
     ]
 

@@ -12,18 +12,17 @@ from django.utils import timezone
 
 from contacts.models import NAME_MAX_LENGTH, WHATSAPP_ID_MAX_LENGTH, Contact
 from contacts.normalization import normalize_phone, phone_query_digits, search_key
-from conversations.services.inbound.common import _one
 from instances.providers.types import ContactUpdate, InboundMessage
 
 
 def apply_contact_update(*, event: ContactUpdate) -> None:
-    """Fill a known contact's missing name from its push name; unknown numbers are not created here."""
-    phone = customer_phone(event.phone)
+    """Fill a known contact's missing name from its push name; unknown contacts are not created here."""
+    address = customer_phone(event.phone) or _user_id(event)
     name = _clean_name(event.name)
-    if phone is None or not name:
+    if address is None or not name:
         return
     with transaction.atomic():
-        contact = _one(Contact.objects.select_for_update().filter(phone=phone))
+        contact = _locked([address]).get(address)
         if contact is not None:
             _fill_name(contact, name)
 
@@ -106,7 +105,7 @@ def _lock_contacts(items: list[tuple[InboundMessage, str]], *, named: bool = Tru
     return {address: contacts[address] for address in addresses}
 
 
-def _user_id(event: InboundMessage) -> str | None:
+def _user_id(event: InboundMessage | ContactUpdate) -> str | None:
     user_id = (event.user_id or "").strip()
     return user_id if user_id and len(user_id) <= WHATSAPP_ID_MAX_LENGTH and user_id[0] != "+" else None
 

@@ -183,6 +183,7 @@ def _contacts(data: Any) -> list[ProviderEvent]:
                 phone=jids.phone_from_jid(chat_id),
                 name=jids.display_name(entry.get("pushName"), chat_id),
                 picture_url=as_str(entry.get("profilePicUrl")),
+                user_id=chat_id if jids.is_lid(chat_id) else None,
             )
         )
     return events
