@@ -41,6 +41,9 @@ class ServiceInstance(models.Model):
     credentials_encrypted = models.TextField(editable=False)
     webhook_secret_encrypted = models.TextField(editable=False)
     webhook_secret_digest = models.CharField(max_length=64, unique=True, editable=False)
+    # Evolution's own token for this instance ("hash" when created), which its webhooks carry as
+    # ``apikey``: a second way to prove a call genuine when our header does not arrive.
+    provider_token_encrypted = models.TextField(blank=True, default="", editable=False)
     is_active = models.BooleanField(_("active"), default=True)
 
     connection_status = models.CharField(
@@ -85,6 +88,16 @@ class ServiceInstance(models.Model):
     @property
     def webhook_secret(self) -> str:
         return crypto.decrypt_json(self.webhook_secret_encrypted).get("secret", "")
+
+    @property
+    def provider_token(self) -> str:
+        if not self.provider_token_encrypted:
+            return ""
+        return crypto.decrypt_json(self.provider_token_encrypted).get("token", "")
+
+    @staticmethod
+    def encrypted_provider_token(token: str | None) -> str:
+        return crypto.encrypt_json({"token": token}) if token else ""
 
     def set_webhook_secret(self, secret: str) -> None:
         self.webhook_secret_encrypted = crypto.encrypt_json({"secret": secret})

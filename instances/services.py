@@ -244,6 +244,7 @@ def create_instance(*, name: str, phone: str, provider: str, credentials: dict[s
     instance.provider_state = created.connection.raw_state or instance.connection_status
     instance.state_changed_at = now
     instance.profile_name = (created.connection.profile_name or "")[:255]
+    instance.provider_token_encrypted = ServiceInstance.encrypted_provider_token(created.instance_token)
     if created.qr:
         instance.qr_code, instance.qr_code_raw = qr_image(created.qr), created.qr.code or ""
         instance.pairing_code, instance.qr_updated_at = (created.qr.pairing_code or "")[:16], now
@@ -373,6 +374,7 @@ def recreate_instance(*, instance: ServiceInstance) -> ServiceInstance:
         raise
     asked_at = timezone.now()
     created = _call(instance, lambda adapter: adapter.create_remote())
+    _record(instance, provider_token_encrypted=ServiceInstance.encrypted_provider_token(created.instance_token))
     apply_connection(instance=instance, connection=created.connection, as_of=asked_at)
     apply_qr(instance=instance, qr=created.qr, as_of=asked_at)
     return instance

@@ -68,7 +68,8 @@ def evolution_instance_for(*, secret: str | None, payload: Any) -> ServiceInstan
     """The live Evolution instance this call is for, or None when it proves nothing.
 
     First the ``x-elsehub-secret`` header (looked up by its digest), then the envelope's
-    ``apikey`` compared with the API token of the instance named in ``instance``: several
+    ``apikey`` compared with the tokens of the instance named in ``instance`` (the instance's own
+    token Evolution gave when we created it, or the API key it was registered with): several
     instances may share a name across Evolution servers, so every candidate is tried.
     """
     instances = ServiceInstance.objects.alive().filter(provider=Provider.EVOLUTION_API)
@@ -82,7 +83,8 @@ def evolution_instance_for(*, secret: str | None, payload: Any) -> ServiceInstan
     if not isinstance(apikey, str) or not apikey or not isinstance(name, str) or not name:
         return None
     for candidate in instances.filter(remote_id=name):
-        if _same(apikey, str(candidate.credentials.get("apiToken") or "")):
+        tokens = (candidate.provider_token, str(candidate.credentials.get("apiToken") or ""))
+        if any(_same(apikey, token) for token in tokens):
             return candidate
     return None
 

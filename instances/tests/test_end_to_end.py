@@ -170,6 +170,8 @@ def test_evolution_create_returns_the_simulators_qr_and_configures_the_webhook(a
     assert remote["webhook"]["url"] == f"{settings.APP_URL}/api/webhooks/evolution"
     assert remote["webhook"]["headers"] == {SECRET_HEADER: instance.webhook_secret}
     assert {"MESSAGES_UPSERT", "CONNECTION_UPDATE", "QRCODE_UPDATED"} <= set(remote["webhook"]["events"])
+    # The instance's own token, which Evolution's webhooks carry as apikey, is kept (encrypted).
+    assert instance.provider_token == remote["token"] and remote["token"] not in instance.provider_token_encrypted
 
 
 def test_evolution_qrcode_and_status_follow_the_scan(
@@ -286,6 +288,8 @@ def test_evolution_recreate_gives_a_fresh_qr(admin_client, sim):
     assert after["status"] == "connecting"
     assert ServiceInstance.objects.get(pk=created["id"]).qr_code_raw == sim.qr_code("vendas01")
     assert after["webhook"]["url"] == before["webhook"]["url"]
+    assert after["token"] != before["token"]
+    assert ServiceInstance.objects.get(pk=created["id"]).provider_token == after["token"]
 
 
 def test_evolution_orphans_lists_and_deletes_only_unknown_instances(admin_client, sim):

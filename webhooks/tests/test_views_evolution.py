@@ -6,7 +6,7 @@ import json
 import pytest
 from django.db import OperationalError
 
-from instances.models import Provider
+from instances.models import Provider, ServiceInstance
 from instances.tests.factories import ServiceInstanceFactory
 from webhooks.models import EventState, WebhookEvent
 from webhooks.services import receiving
@@ -80,6 +80,19 @@ def test_evolution_post_apikey_picks_the_instance_whose_token_matches(client, ev
         credentials={"serverUrl": "http://other.test", "apiToken": "other-token", "instanceName": "acme-support"},
     )
     assert post_evolution(client, raw("evolution", "messages_update__read.json")).status_code == 200
+    assert WebhookEvent.objects.get().service_instance == evolution_instance
+
+
+def test_evolution_post_apikey_may_be_the_instance_token_evolution_gave_us(client, evolution_instance):
+    # What Evolution really puts in ``apikey``: the instance's own token ("hash" at creation), not
+    # the server's API key Elsehub was registered with.
+    evolution_instance.provider_token_encrypted = ServiceInstance.encrypted_provider_token("INSTANCE-TOKEN-1")
+    evolution_instance.save()
+    _assert_refused(post_evolution(client, evolution_body("messages_upsert__text.json", apikey="INSTANCE-TOKEN-2")))
+
+    response = post_evolution(client, evolution_body("messages_upsert__text.json", apikey="INSTANCE-TOKEN-1"))
+
+    assert response.status_code == 200
     assert WebhookEvent.objects.get().service_instance == evolution_instance
 
 
