@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy
 
 from contacts import importing, selectors, services
 from contacts.models import Contact
-from contacts.normalization import normalize_cpf, normalize_phone, phone_query_digits
+from contacts.normalization import normalize_cpf, normalize_phone_or_current, phone_query_digits
 from elsehub.api.errors import ApplicationError
 
 # The result page lists at most this many row errors; the counts above it are always complete.
@@ -40,7 +40,7 @@ class ContactForm(forms.ModelForm):
         if not self.cleaned_data["phone"] and not self.fields["phone"].required:
             return None
         try:
-            return normalize_phone(self.cleaned_data["phone"])
+            return normalize_phone_or_current(self.cleaned_data["phone"], self.instance.phone)
         except DjangoValidationError as exc:
             raise forms.ValidationError(exc.messages) from None
 

@@ -71,7 +71,7 @@ class ContactDetailView(APIView):
     )
     def patch(self, request: Request, contact_id) -> Response:
         contact = selectors.get_contact(contact_id=contact_id)
-        data = validated(ContactUpdateInput, request.data)
+        data = validated(ContactUpdateInput, request.data, current_phone=contact.phone)
         return Response(ContactOutput(services.update_contact(contact=contact, **data)).data)
 
     @extend_schema(responses={204: None}, tags=["contacts"], summary="Delete a contact")

@@ -34,6 +34,47 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
 
     Raises ``ValidationError`` for text that is not a valid number of its country.
     """
+    number = _parsed(raw, region)
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(INVALID_PHONE, code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_account_phone(raw: str) -> str:
+    """The phone of a WhatsApp account (a sender's JID or ``wa_id``), as ``normalize_phone`` gives it.
+
+    The account exists, so its number does: one in a range phonenumbers does not know (yet) is
+    kept when its length is possible for its country, where ``normalize_phone`` would refuse it
+    and the customer's message would have no contact to land on.
+    """
+    number = _parsed(raw, None)
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError(INVALID_PHONE, code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_phone_or_current(raw: str, current: str | None) -> str:
+    """``normalize_phone``, except that a contact's own number is accepted back as it is stored.
+
+    A number taken from WhatsApp (``normalize_account_phone``) may not pass ``normalize_phone``;
+    editing that contact's other fields must not be refused for it.
+    """
+    try:
+        return normalize_phone(raw)
+    except ValidationError:
+        if current and _account_phone_or_none(raw) == current:
+            return current
+        raise
+
+
+def _account_phone_or_none(raw: str) -> str | None:
+    try:
+        return normalize_account_phone(raw)
+    except ValidationError:
+        return None
+
+
+def _parsed(raw: str, region: str | None) -> phonenumbers.PhoneNumber:
     text = (raw or "").strip()
     if not text or len(text) > 32:
         raise ValidationError(INVALID_PHONE, code="invalid_phone")
@@ -41,10 +82,7 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
         number = phonenumbers.parse(text, region or phone_region())
     except phonenumbers.NumberParseException:
         raise ValidationError(INVALID_PHONE, code="invalid_phone") from None
-    number = _with_ninth_digit(number)
-    if not phonenumbers.is_valid_number(number):
-        raise ValidationError(INVALID_PHONE, code="invalid_phone")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _with_ninth_digit(number)
 
 
 def _with_ninth_digit(number: phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:

@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from contacts.models import ADDITIONAL_MAX_LENGTH, NAME_MAX_LENGTH
-from contacts.normalization import normalize_cpf, normalize_phone
+from contacts.normalization import normalize_cpf, normalize_phone_or_current
 from elsehub.api.fields import Timestamp
 
 CPF_INPUT_MAX_LENGTH = 14  # "123.456.789-09"
@@ -17,7 +17,10 @@ class EmptyAsNull(serializers.CharField):
 
 
 class PhoneField(serializers.CharField):
-    """Any way a person types a number; validated and turned into E.164 with phonenumbers."""
+    """Any way a person types a number; validated and turned into E.164 with phonenumbers.
+
+    The contact's own stored number (``current_phone`` in the context) is accepted back as it is.
+    """
 
     def __init__(self, **kwargs):
         kwargs.setdefault("help_text", _("E.164 (+5514999999999) or a national number such as (14) 99999-9999."))
@@ -26,7 +29,7 @@ class PhoneField(serializers.CharField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         try:
-            return normalize_phone(value)
+            return normalize_phone_or_current(value, self.context.get("current_phone"))
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 

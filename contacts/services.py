@@ -17,7 +17,13 @@ from django.http import Http404
 from django.utils.translation import gettext as _
 
 from contacts.models import NAME_MAX_LENGTH, Contact
-from contacts.normalization import normalize_cpf, normalize_phone, search_key
+from contacts.normalization import (
+    normalize_account_phone,
+    normalize_cpf,
+    normalize_phone,
+    normalize_phone_or_current,
+    search_key,
+)
 from elsehub.api.errors import ConflictError
 from instances.providers.types import RemoteContact
 
@@ -54,7 +60,7 @@ def _optional(value: str | None) -> str | None:
 
 def check_contact_change(*, contact: Contact | None, phone: str) -> None:
     """Raise the refusal that saving would raise, without writing (for admin forms)."""
-    if _phone_taken(normalize_phone(phone), exclude=contact):
+    if _phone_taken(normalize_phone_or_current(phone, contact.phone if contact else None), exclude=contact):
         _raise_phone_taken()
 
 
@@ -104,7 +110,7 @@ def update_contact(
             contact.name = name.strip()
             contact.name_search = search_key(contact.name)
         if phone is not UNSET:
-            phone = normalize_phone(phone)
+            phone = normalize_phone_or_current(phone, contact.phone)
             if phone != contact.phone and _phone_taken(phone, exclude=contact):
                 _raise_phone_taken()
             contact.phone = phone
@@ -144,7 +150,7 @@ def upsert_contacts_from_provider(*, contacts: Iterable[RemoteContact]) -> int:
         if remote.is_group or not remote.phone:
             continue
         try:
-            phone = normalize_phone(remote.phone)
+            phone = normalize_account_phone(remote.phone)  # WhatsApp accounts, as inbound senders are
         except ValidationError:
             continue
         name = (remote.name or "").strip()[:NAME_MAX_LENGTH] or phone

@@ -174,6 +174,18 @@ def test_admin_change_contact_known_only_by_whatsapp_id_may_leave_the_phone_empt
     assert _form_errors(staff_client.post(change, _contact_form(phone=""))) == {"phone": ["Este campo é obrigatório."]}
 
 
+def test_admin_change_contact_keeps_a_whatsapp_number_of_a_range_phonenumbers_does_not_know(staff_client):
+    contact = ContactFactory(name="Cliente", phone="+551112345678")  # created from WhatsApp
+
+    response = staff_client.post(
+        f"{CHANGELIST}{contact.pk}/change/", _contact_form(name="Cliente Nova", phone="+551112345678")
+    )
+
+    assert response.status_code == 302, _form_errors(response)
+    contact.refresh_from_db()
+    assert (contact.name, contact.phone) == ("Cliente Nova", "+551112345678")
+
+
 def test_admin_change_contact_to_a_taken_phone_is_refused(staff_client):
     ContactFactory(phone="+5514999999999")
     contact = ContactFactory(phone="+5514999999998")

@@ -447,6 +447,18 @@ def test_contact_known_only_by_whatsapp_id_is_listed_without_phone_and_can_get_o
     assert (contact.phone, contact.whatsapp_id) == ("+5514999991234", "BR.13491208655302741918")
 
 
+def test_update_contact_keeps_a_whatsapp_number_of_a_range_phonenumbers_does_not_know(admin_client):
+    contact = ContactFactory(name="Cliente", phone="+551112345678")  # created from WhatsApp
+
+    same = admin_client.patch(_detail(contact.pk), {"name": "Cliente Nova", "phone": "+551112345678"}, format="json")
+    other = admin_client.patch(_detail(contact.pk), {"phone": "+551112345679"}, format="json")
+
+    assert same.status_code == 200 and same.json()["name"] == "Cliente Nova"
+    assert _validation_fields(other) == {"phone"}
+    contact.refresh_from_db()
+    assert contact.phone == "+551112345678"
+
+
 def test_update_contact_null_clears_optional_fields(admin_client):
     contact = ContactFactory(cpf="12345678909", additional1="Info1", additional2="Info2")
 

@@ -1,7 +1,14 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from contacts.normalization import normalize_cpf, normalize_phone, phone_query_digits, search_key
+from contacts.normalization import (
+    normalize_account_phone,
+    normalize_cpf,
+    normalize_phone,
+    normalize_phone_or_current,
+    phone_query_digits,
+    search_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +55,35 @@ def test_normalize_phone_refuses_invalid_numbers(typed):
     with pytest.raises(ValidationError) as caught:
         normalize_phone(typed)
     assert caught.value.code == "invalid_phone"
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("+5514999999999", "+5514999999999"),
+        ("553188887777", "+5531988887777"),  # WhatsApp's pre-2016 id of a Brazilian mobile
+        ("+551112345678", "+551112345678"),  # a range phonenumbers does not know: the account exists
+    ],
+)
+def test_normalize_account_phone_keeps_every_possible_number(raw, e164):
+    assert normalize_account_phone(raw) == e164
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "+55119", "+999 1234", "9" * 40])
+def test_normalize_account_phone_refuses_what_cannot_be_a_number(raw):
+    with pytest.raises(ValidationError):
+        normalize_account_phone(raw)
+
+
+def test_normalize_phone_or_current_accepts_only_the_contacts_own_unknown_range_number():
+    with pytest.raises(ValidationError):
+        normalize_phone("+551112345678")
+    assert normalize_phone_or_current("+55 11 1234-5678", "+551112345678") == "+551112345678"
+    assert normalize_phone_or_current("(14) 99999-9999", "+551112345678") == "+5514999999999"
+    with pytest.raises(ValidationError):
+        normalize_phone_or_current("+551112345679", "+551112345678")
+    with pytest.raises(ValidationError):
+        normalize_phone_or_current("+551112345678", None)
 
 
 def test_normalize_phone_region_setting(settings):

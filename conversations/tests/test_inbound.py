@@ -604,6 +604,13 @@ def test_apply_inbound_brazilian_mobile_without_its_ninth_digit_reaches_the_cont
     assert Contact.objects.get().name == "Joana Prado"
 
 
+def test_apply_inbound_number_of_a_range_phonenumbers_does_not_know_still_lands(instance):
+    # WhatsApp vouches for the account: its message is not dropped for the library's stale ranges.
+    apply(instance, inbound_event(phone="+551112345678", chat_id="551112345678@s.whatsapp.net"))
+
+    assert Conversation.objects.get().contact.phone == "+551112345678"
+
+
 def test_apply_inbound_invalid_phone_is_skipped(instance):
     apply(instance, inbound_event(phone="+55119"))
 

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import NAME_MAX_LENGTH, WHATSAPP_ID_MAX_LENGTH, Contact
-from contacts.normalization import normalize_phone, phone_query_digits, search_key
+from contacts.normalization import normalize_account_phone, normalize_phone, phone_query_digits, search_key
 from instances.providers.types import ContactUpdate, InboundMessage
 
 
@@ -48,7 +48,7 @@ def customer_phone(raw: str | None) -> str | None:
     if not raw:
         return None
     try:
-        return normalize_phone(raw)
+        return normalize_account_phone(raw)
     except ValidationError:
         return None
 
