@@ -31,6 +31,7 @@ from conversations.services import inbound
 from conversations.services.inbound import apply_provider_event
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from elsehub import realtime
+from elsehub.tests.concurrency import run_at_once
 from instances.models import Provider
 from instances.providers.registry import real_adapter_class
 from instances.providers.types import (
@@ -1397,25 +1398,9 @@ def test_apply_replayed_inbound_query_count(instance):
 # ------------------------------------------------------------------------------
 
 
-def run_concurrently(instance, events_: list) -> list[BaseException]:
-    failures: list[BaseException] = []
-    start = threading.Barrier(len(events_))
-
-    def run(event) -> None:
-        try:
-            start.wait()
-            apply_provider_event(instance=instance, event=event)
-        except BaseException as exc:
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(event,)) for event in events_]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return failures
+def run_concurrently(instance, events_: list) -> None:
+    """Apply each event from its own thread and connection, all at once; re-raises the first failure."""
+    run_at_once([lambda event=event: apply_provider_event(instance=instance, event=event) for event in events_])
 
 
 def require_postgresql() -> None:
@@ -1429,9 +1414,8 @@ def test_apply_inbound_replayed_concurrently_stores_one_message(round_, captured
     require_postgresql()
     instance = ServiceInstanceFactory()
 
-    failures = run_concurrently(instance, [inbound_event()] * 3)
+    run_concurrently(instance, [inbound_event()] * 3)
 
-    assert not failures
     assert Contact.objects.count() == 1
     assert Conversation.objects.count() == 1
     assert Message.objects.count() == 1
@@ -1446,9 +1430,8 @@ def test_apply_first_messages_of_a_new_contact_at_once_share_one_conversation(ro
     instance = ServiceInstanceFactory()
     events_ = [inbound_event(provider_message_id=f"M{i}", timestamp=T0 + timedelta(seconds=i)) for i in range(4)]
 
-    failures = run_concurrently(instance, events_)
+    run_concurrently(instance, events_)
 
-    assert not failures
     assert Contact.objects.count() == 1
     conversation = Conversation.objects.get()
     assert conversation.message_count == 4
@@ -1463,7 +1446,7 @@ def test_apply_status_and_its_message_at_once_never_lose_the_status(round_):
     require_postgresql()
     instance = ServiceInstanceFactory()
 
-    failures = run_concurrently(
+    run_concurrently(
         instance,
         [
             inbound_event(provider_message_id="ECHO-1", from_me=True, text="Oi"),
@@ -1472,7 +1455,6 @@ def test_apply_status_and_its_message_at_once_never_lose_the_status(round_):
         ],
     )
 
-    assert not failures
     assert Message.objects.get().status == "read"
     assert EarlyStatus.objects.count() == 0
 

@@ -1,6 +1,5 @@
 """The tabulations endpoints (contract section 13) as a client calls them, errors in the section 16 format."""
 
-import threading
 import uuid
 
 import pytest
@@ -8,6 +7,7 @@ from django.db import connection
 
 from conversations.models import ChatStatus, ConversationClosure, Tabulation
 from conversations.tests.factories import ConversationFactory, TabulationFactory
+from elsehub.tests.concurrency import send_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -102,23 +102,10 @@ def test_create_tabulation_concurrent_same_name_creates_one(client_for, make_use
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers need PostgreSQL")
     clients = [client_for(make_user("SUPERVISOR")) for _ in range(2)]
-    barrier = threading.Barrier(2)
-    statuses: list[int] = []
 
-    def create(client) -> None:
-        try:
-            barrier.wait()
-            statuses.append(client.post(TABULATIONS, {"name": "Venda Realizada"}, format="json").status_code)
-        finally:
-            connection.close()
+    statuses = send_at_once([(client, "post", TABULATIONS, {"name": "Venda Realizada"}) for client in clients])
 
-    threads = [threading.Thread(target=create, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert sorted(statuses) == [201, 409]
+    assert statuses == [201, 409]
     assert Tabulation.objects.count() == 1
 
 
