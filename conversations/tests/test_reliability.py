@@ -361,6 +361,50 @@ def test_a_customer_who_hides_their_number_is_answered_at_their_whatsapp_id(sim,
     assert operator.get(f"/api/conversations/{conversation['id']}")["messageCount"] == 2
 
 
+def test_a_meta_customer_with_a_username_is_answered_at_their_user_id(sim, workers, console, settings):
+    settings.META_GRAPH_API_URL = f"{sim.url}/v23.0"  # before the worker starts: it reads it at start
+    worker = workers()
+    admin, operator = console(Role.ADMIN), console(Role.OPERATOR)
+    credentials = {
+        "wabaId": "200000000000001",
+        "phoneId": "100000000000001",
+        "accessToken": "sim-meta-token",
+        "appSecret": "sim-app-secret",
+    }
+    body = {
+        "name": "WhatsApp Oficial",
+        "phone": "5514900000001",
+        "provider": "OFFICIAL_META",
+        "credentials": credentials,
+    }
+    admin.call("POST", "/api/service-instances", 201, json=body)
+    spec = {"phoneId": "100000000000001", "from": "+5514997652222", "name": "Lia", "hidePhone": True}
+    _control(sim, "POST", "inbound", json={**spec, "kind": "text", "text": "Oi, sou a Lia"})
+
+    def queued():
+        rows = operator.get("/api/conversations/queue")
+        return [row for row in rows if row["contactName"] == "Lia"] if rows else None
+
+    (conversation,) = _eventually(queued, timeout=20, failure=lambda: f"nothing queued: {worker.tail()}")
+    assert conversation["contactPhone"] is None
+    operator.call(
+        "PATCH", f"/api/conversations/{conversation['id']}/assign", 200, json={"operatorId": operator.user_id}
+    )
+    sent = operator.call(
+        "POST", "/api/messages/send", 201, json={"conversationId": conversation["id"], "content": "Olá, Lia!"}
+    )
+
+    def read():
+        message = operator.get(f"/api/messages/{sent['id']}")
+        assert message["status"] not in (MessageStatus.FAILED, MessageStatus.UNCERTAIN), message
+        return message if message["status"] == MessageStatus.READ else None
+
+    _eventually(read, timeout=30, failure=lambda: f"never read: {worker.tail()}")
+    (provider_copy,) = _control(sim, "GET", "state")["sent"]
+    assert provider_copy["to"].startswith("BR.")  # sent as "recipient", the business-scoped user id
+    assert Contact.objects.get(name="Lia").whatsapp_id == provider_copy["to"]
+
+
 # ------------------------------------------------------------------------------
 # 2. Every webhook delivered three times at once
 # ------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def start_worker(settings, log: Path, *, pool: str = "solo", concurrency: int = 
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "SECRET_KEY": settings.SECRET_KEY,  # the instance's credentials are encrypted with it
         "FIELD_ENCRYPTION_KEY": settings.FIELD_ENCRYPTION_KEY or "",
+        "META_GRAPH_API_URL": settings.META_GRAPH_API_URL,  # the simulator's, when a test points it there
         "PROVIDER_RETRY_BACKOFF": "0.01",
         "DB_CONN_MAX_AGE": "0",
         "LOG_LEVEL": "WARNING",
