@@ -1442,6 +1442,28 @@ def test_apply_first_messages_of_a_new_contact_at_once_share_one_conversation(ro
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("round_", range(3))
+def test_apply_first_messages_by_phone_and_by_id_at_once_are_both_stored(round_):
+    # One new customer named both ways at the same moment: whichever insert wins, no message is
+    # lost and the losing side retries without the id it could not claim.
+    require_postgresql()
+    instance = ServiceInstanceFactory()
+
+    run_concurrently(
+        instance,
+        [
+            inbound_event(provider_message_id="PN-1", user_id=LID),
+            inbound_event(provider_message_id="LID-1", phone=None, chat_id=LID, user_id=LID),
+            inbound_event(provider_message_id="PN-2", user_id=LID, timestamp=T0 + timedelta(seconds=1)),
+        ],
+    )
+
+    assert Message.objects.count() == 3
+    assert Contact.objects.filter(whatsapp_id=LID).count() == 1
+    assert Contact.objects.filter(phone=PHONE).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("round_", range(3))
 def test_apply_status_and_its_message_at_once_never_lose_the_status(round_):
     require_postgresql()
     instance = ServiceInstanceFactory()
