@@ -8,6 +8,7 @@ Everything else about the payloads is the adapters' business (``parse_webhook``)
 import json
 from typing import Any
 
+from instances.providers.evolution import jids
 from webhooks.models import WebhookEvent
 
 EVENT_TYPE_LENGTH = WebhookEvent._meta.get_field("event_type").max_length
@@ -62,8 +63,9 @@ def evolution_event_type(payload: Any, slug: str | None = None) -> str:
 def evolution_chat_key(payload: Any) -> str:
     """The chat a call is about (``data.key.remoteJid`` or ``data.remoteJid``), or ``""``.
 
-    A chat addressed by its LID names the phone too (``remoteJidAlt``): the phone is preferred, so
-    the customer's messages share one partition however WhatsApp addressed each of them.
+    A chat addressed by its LID names the phone too (``remoteJidAlt``): the phone is preferred, as
+    the adapter prefers it for the chat id, so the customer's messages share one partition however
+    WhatsApp addressed each of them.
     """
     data = payload.get("data") if isinstance(payload, dict) else None
     if isinstance(data, list):
@@ -72,10 +74,7 @@ def evolution_chat_key(payload: Any) -> str:
         return ""
     key = data.get("key")
     source = key if isinstance(key, dict) and key.get("remoteJid") else data
-    chat, alt = source.get("remoteJid"), source.get("remoteJidAlt")
-    if isinstance(chat, str) and chat.endswith("@lid") and isinstance(alt, str) and alt.endswith("@s.whatsapp.net"):
-        return alt
-    return chat if isinstance(chat, str) else ""
+    return jids.preferred(source.get("remoteJid"), source.get("remoteJidAlt")) or ""
 
 
 # ------------------------------------------------------------------------------

@@ -327,24 +327,19 @@ def test_full_flow_customer_text_to_closed_conversation(sim, workers, console, c
     assert {status for _event, status in answered} == {200}, answered
 
 
-def test_a_customer_who_hides_their_number_is_answered_at_their_whatsapp_id(sim, workers, console):
-    worker = workers()
-    admin, operator = console(Role.ADMIN), console(Role.OPERATOR)
-    _connect_number(admin, sim, "loja-lid", "5514988887777", worker)
-    spec = {"instance": "loja-lid", "from": "+5514997651111", "name": "Cliente Discreta", "hidePhone": True}
-    _control(sim, "POST", "inbound", json={**spec, "kind": "text", "text": "Oi, sem número por aqui"})
+def _take_and_answer_until_read(operator: Console, worker: Worker, contact_name: str, answer: str) -> dict:
+    """Wait for ``contact_name``'s conversation in the queue, take it, answer, and wait until read."""
 
     def queued():
         rows = operator.get("/api/conversations/queue")
-        return [row for row in rows if row["contactName"] == "Cliente Discreta"] if rows else None
+        return [row for row in rows if row["contactName"] == contact_name] if rows else None
 
     (conversation,) = _eventually(queued, timeout=20, failure=lambda: f"nothing queued: {worker.tail()}")
-    assert conversation["contactPhone"] is None
     operator.call(
         "PATCH", f"/api/conversations/{conversation['id']}/assign", 200, json={"operatorId": operator.user_id}
     )
     sent = operator.call(
-        "POST", "/api/messages/send", 201, json={"conversationId": conversation["id"], "content": "Olá! Como ajudo?"}
+        "POST", "/api/messages/send", 201, json={"conversationId": conversation["id"], "content": answer}
     )
 
     def read():
@@ -353,6 +348,18 @@ def test_a_customer_who_hides_their_number_is_answered_at_their_whatsapp_id(sim,
         return message if message["status"] == MessageStatus.READ else None
 
     _eventually(read, timeout=30, failure=lambda: f"never read: {worker.tail()}")
+    return conversation
+
+
+def test_a_customer_who_hides_their_number_is_answered_at_their_whatsapp_id(sim, workers, console):
+    worker = workers()
+    admin, operator = console(Role.ADMIN), console(Role.OPERATOR)
+    _connect_number(admin, sim, "loja-lid", "5514988887777", worker)
+    spec = {"instance": "loja-lid", "from": "+5514997651111", "name": "Cliente Discreta", "hidePhone": True}
+    _control(sim, "POST", "inbound", json={**spec, "kind": "text", "text": "Oi, sem número por aqui"})
+
+    conversation = _take_and_answer_until_read(operator, worker, "Cliente Discreta", "Olá! Como ajudo?")
+    assert conversation["contactPhone"] is None
     (provider_copy,) = _control(sim, "GET", "state")["sent"]
     assert provider_copy["to"].endswith("@lid")
     contact = Contact.objects.get(name="Cliente Discreta")
@@ -381,25 +388,8 @@ def test_a_meta_customer_with_a_username_is_answered_at_their_user_id(sim, worke
     spec = {"phoneId": "100000000000001", "from": "+5514997652222", "name": "Lia", "hidePhone": True}
     _control(sim, "POST", "inbound", json={**spec, "kind": "text", "text": "Oi, sou a Lia"})
 
-    def queued():
-        rows = operator.get("/api/conversations/queue")
-        return [row for row in rows if row["contactName"] == "Lia"] if rows else None
-
-    (conversation,) = _eventually(queued, timeout=20, failure=lambda: f"nothing queued: {worker.tail()}")
+    conversation = _take_and_answer_until_read(operator, worker, "Lia", "Olá, Lia!")
     assert conversation["contactPhone"] is None
-    operator.call(
-        "PATCH", f"/api/conversations/{conversation['id']}/assign", 200, json={"operatorId": operator.user_id}
-    )
-    sent = operator.call(
-        "POST", "/api/messages/send", 201, json={"conversationId": conversation["id"], "content": "Olá, Lia!"}
-    )
-
-    def read():
-        message = operator.get(f"/api/messages/{sent['id']}")
-        assert message["status"] not in (MessageStatus.FAILED, MessageStatus.UNCERTAIN), message
-        return message if message["status"] == MessageStatus.READ else None
-
-    _eventually(read, timeout=30, failure=lambda: f"never read: {worker.tail()}")
     (provider_copy,) = _control(sim, "GET", "state")["sent"]
     assert provider_copy["to"].startswith("BR.")  # sent as "recipient", the business-scoped user id
     assert Contact.objects.get(name="Lia").whatsapp_id == provider_copy["to"]

@@ -17,7 +17,7 @@ from instances.providers.types import ContactUpdate, InboundMessage
 
 def apply_contact_update(*, event: ContactUpdate) -> None:
     """Fill a known contact's missing name from its push name; unknown contacts are not created here."""
-    address = customer_phone(event.phone) or _user_id(event)
+    address = customer_address(event)
     name = _clean_name(event.name)
     if address is None or not name:
         return
@@ -27,7 +27,7 @@ def apply_contact_update(*, event: ContactUpdate) -> None:
             _fill_name(contact, name)
 
 
-def customer_address(event: InboundMessage) -> str | None:
+def customer_address(event: InboundMessage | ContactUpdate) -> str | None:
     """The customer's E.164 phone, else WhatsApp's id for them, else ``None`` (nothing to reach)."""
     return customer_phone(event.phone) or _user_id(event)
 
